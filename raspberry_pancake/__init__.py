@@ -1,0 +1,3 @@
+"""Raspberry Pancake: a small, dependable CCTV toolkit for the Raspberry Pi camera."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,46 @@
+"""One exception tree for the whole package.
+
+Each class also inherits the builtin it resembles, so callers that only know the
+standard library (``except ValueError``) still catch it. ``UserError`` and its
+children are mistakes a user can make and fix; the command-line layer turns them
+into one line on stderr and a non-zero exit. Anything else is a bug and keeps its
+traceback.
+"""
+
+
+class PancakeError(Exception):
+    """Base of every error raised on purpose by Raspberry Pancake."""
+
+
+class UserError(PancakeError):
+    """Something the user typed or configured is wrong; reported in one line."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError, ValueError):
+    """A flag value or a combination of flags that cannot work."""
+
+
+class PasswordFileError(UserError, OSError):
+    """The password hash file is missing, unreadable or malformed."""
+
+
+class CameraUnavailableError(UserError, RuntimeError):
+    """The requested camera backend cannot be used on this machine."""
+
+    exit_code = 3
+
+
+class CustomizeError(UserError, ImportError):
+    """customize.py is missing, does not import, or has no callable detect()."""
+
+
+class AddressInUseError(UserError, OSError):
+    """A port or an abstract socket name is already taken by another process."""
+
+    exit_code = 4
+
+
+class ProtocolError(PancakeError, ValueError):
+    """A datagram that does not follow the message protocol."""
