@@ -1,0 +1,192 @@
+"""The camera interface every backend implements.
+
+A backend owns the camera and hands three kinds of frames to the outputs
+registered before ``start()``: H.264 access units for recording, JPEG pictures
+for the live view and raw RGB pictures for ``detect(bytes)``, each at its own
+size. Outputs follow one tiny contract, ``outputframe(frame)``, called on the
+backend's capture thread, so an output must return quickly and must not raise
+(the backend logs and contains it if it does). An output may also define
+``wants_frame()``; a backend that encodes in software (the sim camera) then skips
+the work when nobody is waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Optional, Protocol, Tuple
+
+from ..exc import ConfigError
+
+logger = logging.getLogger(__name__)
+
+Size = Tuple[int, int]
+
+ROTATIONS = (0, 90, 180, 270)
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """What the user asked of the picture, whatever the backend."""
+
+    resolution: Size = (320, 240)
+    fps: int = 12
+    vflip: bool = False
+    hflip: bool = False
+    rotation: int = 0
+    annotate_text_size: int = 24
+
+    def __post_init__(self):
+        if self.rotation not in ROTATIONS:
+            raise ConfigError(f"rotation must be one of {ROTATIONS}, not {self.rotation}")
+        check_size(self.resolution, "--resolution")
+        if not 1 <= self.fps <= 120:
+            raise ConfigError(f"--fps must be between 1 and 120, not {self.fps}")
+        if not 6 <= self.annotate_text_size <= 160:
+            raise ConfigError(
+                f"--annotate-text-size must be between 6 and 160, not {self.annotate_text_size}"
+            )
+
+
+def check_size(size: Size, flag: str) -> None:
+    """Reject sizes no encoder accepts: H.264 4:2:0 needs even sides."""
+    w, h = size
+    if not (16 <= w <= 4096 and 16 <= h <= 4096):
+        raise ConfigError(f"{flag} {w} {h}: each side must be between 16 and 4096 pixels")
+    if w % 2 or h % 2:
+        raise ConfigError(f"{flag} {w} {h}: width and height must be even numbers")
+
+
+@dataclass(frozen=True)
+class H264Frame:
+    """One H.264 access unit; a keyframe carries SPS/PPS headers inline before it."""
+
+    data: bytes
+    keyframe: bool
+    time: float  # wall-clock seconds at capture
+    index: int  # capture sequence number, shared by all outputs of one camera
+
+
+@dataclass(frozen=True)
+class JpegFrame:
+    """One JPEG picture at the live-view resolution."""
+
+    data: bytes
+    time: float
+    index: int
+
+
+@dataclass(frozen=True)
+class RgbFrame:
+    """Packed RGB24, exactly ``width * height * 3`` bytes, no row padding."""
+
+    data: bytes
+    width: int
+    height: int
+    time: float
+    index: int
+
+
+class Output(Protocol):
+    """The consumer contract; called on the backend's capture thread."""
+
+    def outputframe(self, frame) -> None: ...
+
+
+def output_wants_frame(output) -> bool:
+    """True unless the output says it has nobody waiting."""
+    wants = getattr(output, "wants_frame", None)
+    return True if wants is None else bool(wants())
+
+
+class Camera(ABC):
+    """Base of every backend: output registration, delivery and liveness.
+
+    ``start()``/``stop()`` are called from the main thread; frames are delivered
+    on the backend's own thread. ``last_frame_monotonic`` tells a watchdog whether
+    frames really arrive.
+    """
+
+    name = "camera"
+
+    def __init__(self, settings: CameraSettings):
+        self.settings = settings
+        self.h264_output: Optional[Output] = None
+        self.h264_size: Size = settings.resolution
+        self.jpeg_output: Optional[Output] = None
+        self.rgb_output: Optional[Output] = None
+        self.rgb_size: Size = settings.resolution
+        self._started = False
+        # guards last_frame_monotonic, written by the capture thread
+        self._liveness_lock = threading.Lock()
+        self._last_frame_monotonic: Optional[float] = None
+        self._failures = 0
+
+    # registration (main thread, before start)
+
+    def set_h264_output(self, output: Output, size: Optional[Size] = None) -> None:
+        """One H.264 encoder serves every recorder; ``size`` defaults to the resolution."""
+        self._check_not_started()
+        if size is not None:
+            check_size(size, "--record-resize")
+        self.h264_output, self.h264_size = output, tuple(size or self.settings.resolution)
+
+    def set_jpeg_output(self, output: Output) -> None:
+        self._check_not_started()
+        self.jpeg_output = output
+
+    def set_rgb_output(self, output: Output, size: Optional[Size] = None) -> None:
+        self._check_not_started()
+        if size is not None:
+            check_size(size, "--detect-resize")
+        self.rgb_output, self.rgb_size = output, tuple(size or self.settings.resolution)
+
+    def _check_not_started(self):
+        if self._started:
+            raise RuntimeError("outputs must be registered before start()")
+
+    # lifecycle
+
+    def start(self) -> None:
+        self._started = True
+        self._start()
+
+    def stop(self) -> None:
+        if self._started:
+            self._started = False
+            self._stop()
+
+    @abstractmethod
+    def _start(self) -> None: ...
+
+    @abstractmethod
+    def _stop(self) -> None: ...
+
+    # delivery (capture thread)
+
+    @property
+    def last_frame_monotonic(self) -> Optional[float]:
+        with self._liveness_lock:
+            return self._last_frame_monotonic
+
+    def _mark_alive(self) -> None:
+        with self._liveness_lock:
+            self._last_frame_monotonic = time.monotonic()
+
+    def _deliver(self, output: Optional[Output], frame) -> None:
+        """Hand a frame to an output; a failing output is logged, never fatal."""
+        if output is None:
+            return
+        try:
+            output.outputframe(frame)
+        except Exception:
+            self._failures += 1
+            # the first failure with its traceback, then one line per hundred
+            if self._failures == 1:
+                logger.exception("an output failed on frame %s", frame.index)
+            elif self._failures % 100 == 0:
+                logger.error("outputs have failed %d times", self._failures)

@@ -1,0 +1,113 @@
+"""The simulated camera: a drawn scene, encoded in software, paced in real time.
+
+It is how a newcomer's first run, the tests and the benchmarks see a camera, so it
+is honest: the H.264 is real libx264 output a player opens, the JPEG is a real
+JPEG, and frames come at ``--fps`` on the wall clock. Encoders run only for the
+outputs that are registered, and the JPEG encoder only while a viewer waits.
+
+``freeze()`` stops frames from arriving while the thread stays alive, which is
+what a stuck camera looks like to the watchdog (pancake.py maps SIGUSR1 to it).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+
+from .base import Camera, CameraSettings, H264Frame, JpegFrame, RgbFrame, output_wants_frame
+from .h264 import H264Encoder
+from .scene import Scene
+
+logger = logging.getLogger(__name__)
+
+JPEG_QUALITY = 80
+
+
+class SimCamera(Camera):
+    """Draws and encodes on one capture thread of its own."""
+
+    name = "sim"
+
+    def __init__(self, settings: CameraSettings):
+        super().__init__(settings)
+        self._thread: Optional[threading.Thread] = None
+        self._stop_event = threading.Event()
+        self._frozen = threading.Event()
+        self.frames_captured = 0
+
+    def freeze(self, frozen: Optional[bool] = None) -> bool:
+        """Stop (or resume) delivering frames, as a stalled camera would; returns the state."""
+        if frozen is None:
+            frozen = not self._frozen.is_set()
+        (self._frozen.set if frozen else self._frozen.clear)()
+        logger.warning("sim camera %s", "frozen" if frozen else "resumed")
+        return frozen
+
+    def _start(self) -> None:
+        self._stop_event.clear()
+        self._thread = threading.Thread(target=self._run, name="sim-camera", daemon=True)
+        self._thread.start()
+
+    def _stop(self) -> None:
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        scene = Scene(self.settings)
+        fps = self.settings.fps
+        encoder = None
+        if self.h264_output is not None:
+            encoder = H264Encoder(*self.h264_size, fps)
+        period = 1.0 / fps
+        start = time.monotonic()
+        index = 0
+        next_due = start
+        while not self._stop_event.is_set():
+            delay = next_due - time.monotonic()
+            if delay > 0 and self._stop_event.wait(delay):
+                break
+            if self._frozen.is_set():
+                next_due = time.monotonic() + period
+                continue
+            when = time.time()
+            try:
+                self._capture(scene, encoder, index, index * period, when)
+            except Exception:
+                logger.exception("sim camera failed to produce frame %d", index)
+            index += 1
+            self.frames_captured = index
+            next_due += period
+            late = time.monotonic() - next_due
+            if late > period:
+                # too slow for the frame rate: skip slots like a sensor drops frames
+                next_due += period * int(late / period)
+        if encoder is not None:
+            encoder.close()
+
+    def _capture(self, scene: Scene, encoder, index: int, elapsed: float, when: float) -> None:
+        image = scene.render(index, elapsed, when)
+        self._mark_alive()
+        if encoder is not None:
+            picture = image if image.size == self.h264_size else image.resize(self.h264_size)
+            for data, keyframe in encoder.encode(np.asarray(picture)):
+                self._deliver(self.h264_output, H264Frame(data, keyframe, when, index))
+        if self.jpeg_output is not None and output_wants_frame(self.jpeg_output):
+            buf = io.BytesIO()
+            image.save(buf, "JPEG", quality=JPEG_QUALITY)
+            self._deliver(self.jpeg_output, JpegFrame(buf.getvalue(), when, index))
+        if self.rgb_output is not None and output_wants_frame(self.rgb_output):
+            picture = (
+                image
+                if image.size == self.rgb_size
+                else image.resize(self.rgb_size, Image.BILINEAR)
+            )
+            w, h = self.rgb_size
+            self._deliver(self.rgb_output, RgbFrame(picture.tobytes(), w, h, when, index))

@@ -1,0 +1,105 @@
+"""Run external programs (ffmpeg, MP4Box, ssh, scp, ncftpput) safely from worker threads.
+
+Each child gets SIGKILL when the thread that started it dies (``PR_SET_PDEATHSIG``),
+so a ``kill -9`` of the daemon never leaves an orphaned transfer writing to the
+same remote file as the retry after the restart. A child is also killed on
+timeout and when the daemon stops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import signal
+import subprocess
+import threading
+from typing import Optional, Sequence
+
+from .errors import StoppedError
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _load_prctl()
+
+
+def _die_with_parent():
+    # Runs in the child between fork and exec: only a plain C call, no Python locks.
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class Result:
+    """What a finished program left: exit code and the tail of its stderr."""
+
+    def __init__(self, returncode: int, stderr: str):
+        self.returncode = returncode
+        self.stderr = stderr
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def reason(self) -> str:
+        tail = " | ".join(line for line in self.stderr.strip().splitlines()[-3:] if line)
+        return f"exit code {self.returncode}" + (f": {tail}" if tail else "")
+
+
+def run(
+    argv: Sequence[str],
+    timeout: float,
+    stop: Optional[threading.Event] = None,
+    env: Optional[dict] = None,
+) -> Result:
+    """Run ``argv`` to completion; raise ``StoppedError`` if ``stop`` is set meanwhile.
+
+    Called from worker threads only. A program that outlives ``timeout`` seconds is
+    killed and reported with exit code -9 and a "timed out" reason.
+    """
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=_die_with_parent,
+    )
+    stderr_chunks = []
+    reader = threading.Thread(
+        target=lambda: stderr_chunks.append(proc.stderr.read()), name="stderr", daemon=True
+    )
+    reader.start()
+    waited = 0.0
+    step = 0.2
+    try:
+        while True:
+            try:
+                proc.wait(step)
+                break
+            except subprocess.TimeoutExpired:
+                waited += step
+            if stop is not None and stop.is_set():
+                raise StoppedError(f"{argv[0]} interrupted by shutdown")
+            if waited >= timeout:
+                proc.kill()
+                proc.wait()
+                reader.join(5)
+                return Result(-9, f"timed out after {timeout:.0f} s")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(5)
+    text = b"".join(stderr_chunks).decode("utf-8", "replace")
+    return Result(proc.returncode, text)

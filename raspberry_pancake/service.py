@@ -1,0 +1,115 @@
+"""pancake.py's running parts wired together: camera, live view, recording, systemd.
+
+Everything runs on the tornado IOLoop of the main thread except the camera's
+capture thread and the threads the recording pipeline owns; those reach the loop
+only through ``IOLoop.add_callback``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import time
+
+import tornado.httpserver
+import tornado.ioloop
+
+from .camera import open_camera
+from .exc import AddressInUseError, ConfigError
+from .pipeline import build_pipeline
+from .sdnotify import Notifier
+from .web.app import make_app
+from .web.auth import load_password_file
+from .web.live import FrameBroadcaster
+
+logger = logging.getLogger(__name__)
+
+
+class PancakeService:
+    """Owns the parts of one pancake.py process; used from the main thread only."""
+
+    def __init__(self, args):
+        self.args = args
+        # user errors first, before the camera is touched
+        self.password = load_password_file(args.login) if args.login else None
+        self.camera = open_camera(args.camera, args.settings)
+        self.broadcaster = FrameBroadcaster()
+        self.camera.set_jpeg_output(self.broadcaster)
+        self.pipeline = build_pipeline(args, self.camera)
+        self.notifier = Notifier()
+        self.loop = None
+        self.server = None
+        self._stopping = False
+
+    def run(self) -> int:
+        self.loop = tornado.ioloop.IOLoop.current()
+        self.broadcaster.attach(self.loop)
+        app = make_app(self.broadcaster, self.password, max_stream_fps=self.args.max_stream_fps)
+        self.server = tornado.httpserver.HTTPServer(app)
+        try:
+            self.server.listen(self.args.port)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise AddressInUseError(
+                    f"port {self.args.port} is already in use; choose another with --port"
+                ) from None
+            if e.errno == errno.EACCES:
+                raise ConfigError(f"not allowed to listen on port {self.args.port}") from None
+            raise
+        if self.pipeline is not None:
+            self.pipeline.start()
+        self.camera.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_stop_signal)
+        if hasattr(self.camera, "freeze"):
+            signal.signal(signal.SIGUSR1, lambda *_: self.camera.freeze())
+        self._start_watchdog()
+        logger.info(
+            "serving the %s camera on port %d (%dx%d at %d fps)",
+            self.camera.name,
+            self.args.port,
+            *self.args.settings.resolution,
+            self.args.settings.fps,
+        )
+        self.notifier.ready(f"serving on port {self.args.port}")
+        try:
+            self.loop.start()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _start_watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        # a frame older than this means the camera has stalled: stop pinging
+        max_age = max(interval, 3.0 / self.args.settings.fps)
+
+        def ping():
+            last = self.camera.last_frame_monotonic
+            if last is not None and time.monotonic() - last < max_age:
+                self.notifier.watchdog()
+
+        tornado.ioloop.PeriodicCallback(ping, interval * 1000).start()
+
+    def _on_stop_signal(self, signum, frame) -> None:
+        self.loop.add_callback_from_signal(self._stop, signal.Signals(signum).name)
+
+    def _stop(self, reason: str) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        logger.info("%s received: closing recordings and stopping", reason)
+        self.notifier.stopping()
+        self.loop.stop()
+
+    def _shutdown(self) -> None:
+        """Stop frames first, then let recording close and announce its files."""
+        if self.server is not None:
+            self.server.stop()
+        self.camera.stop()
+        if self.pipeline is not None:
+            self.pipeline.close()
+        self.notifier.close()
+        logger.info("stopped")

@@ -1,0 +1,151 @@
+"""The live view: the latest JPEG, and a websocket that sends it only when asked.
+
+The flow control is the original project's: the browser sends ``read_frame``,
+the server answers with one binary JPEG, and sends nothing more until the next
+``read_frame``. On top of that, never more than ``--max-stream-fps`` frames a
+second, and never the same frame twice: if the browser asks faster than the
+camera films, the answer waits for the next frame. A slow link therefore gets
+fewer, but always fresh, frames instead of a growing backlog.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, List, Optional
+
+import tornado.ioloop
+import tornado.web
+import tornado.websocket
+
+from ..camera.base import JpegFrame
+
+logger = logging.getLogger(__name__)
+
+READ_FRAME = "read_frame"
+
+
+class FrameBroadcaster:
+    """Holds the newest JPEG for all viewers.
+
+    ``outputframe`` and ``wants_frame`` are called on the camera's capture thread;
+    every other method runs on the IOLoop, which owns ``latest`` and the waiters.
+    """
+
+    def __init__(self):
+        self._loop: Optional[tornado.ioloop.IOLoop] = None
+        self.latest: Optional[JpegFrame] = None
+        self._waiters: List[Callable[[], None]] = []
+        # guards _viewers, read by the capture thread and written on the IOLoop
+        self._viewers_lock = threading.Lock()
+        self._viewers = 0
+
+    def attach(self, loop: tornado.ioloop.IOLoop) -> None:
+        self._loop = loop
+
+    # capture thread
+
+    def wants_frame(self) -> bool:
+        """Encode JPEG only while someone watches."""
+        with self._viewers_lock:
+            return self._viewers > 0
+
+    def outputframe(self, frame: JpegFrame) -> None:
+        if self._loop is not None:
+            self._loop.add_callback(self._publish, frame)
+
+    # IOLoop
+
+    @property
+    def viewers(self) -> int:
+        with self._viewers_lock:
+            return self._viewers
+
+    def viewer_joined(self) -> None:
+        with self._viewers_lock:
+            self._viewers += 1
+
+    def viewer_left(self) -> None:
+        with self._viewers_lock:
+            self._viewers -= 1
+        if self.viewers == 0:
+            # no one encodes while nobody watches: forget the picture, it will go stale
+            self.latest = None
+
+    def call_on_next_frame(self, callback: Callable[[], None]) -> None:
+        self._waiters.append(callback)
+
+    def _publish(self, frame: JpegFrame) -> None:
+        self.latest = frame
+        waiters, self._waiters = self._waiters, []
+        for callback in waiters:
+            callback()
+
+
+class LiveViewSocket(tornado.websocket.WebSocketHandler):
+    """One viewer's websocket; all its methods run on the IOLoop."""
+
+    def initialize(self, broadcaster: FrameBroadcaster, max_stream_fps: float, auth):
+        self.broadcaster = broadcaster
+        self.min_interval = 1.0 / max_stream_fps
+        self.auth = auth
+        self.last_index = -1
+        self.next_allowed = 0.0
+        self.asked = False
+        self.joined = False
+        self.timer = None
+
+    def prepare(self):
+        # refuse before the upgrade: an unauthenticated browser never gets a socket
+        if not self.auth.is_authenticated(self):
+            raise tornado.web.HTTPError(403)
+
+    def open(self):
+        self.joined = True
+        self.broadcaster.viewer_joined()
+        logger.info(
+            "viewer connected from %s (%d watching)",
+            self.request.remote_ip,
+            self.broadcaster.viewers,
+        )
+
+    def on_message(self, message):
+        if message != READ_FRAME:
+            logger.warning(
+                "closing the live view of %s: unexpected message", self.request.remote_ip
+            )
+            self.close(1003, "expected read_frame")
+            return
+        if not self.asked:
+            self.asked = True
+            self._answer()
+
+    def _answer(self) -> None:
+        """Send the next frame if the rate cap and freshness allow, else come back later."""
+        self.timer = None
+        if not self.asked or self.ws_connection is None:
+            return
+        loop = tornado.ioloop.IOLoop.current()
+        now = loop.time()
+        if now < self.next_allowed:
+            self.timer = loop.call_at(self.next_allowed, self._answer)
+            return
+        frame = self.broadcaster.latest
+        if frame is None or frame.index <= self.last_index:
+            self.broadcaster.call_on_next_frame(self._answer)
+            return
+        self.asked = False
+        self.last_index = frame.index
+        self.next_allowed = now + self.min_interval
+        try:
+            self.write_message(frame.data, binary=True)
+        except tornado.websocket.WebSocketClosedError:
+            pass
+
+    def on_close(self):
+        if self.timer is not None:
+            tornado.ioloop.IOLoop.current().remove_timeout(self.timer)
+        if self.joined:
+            self.joined = False
+            self.broadcaster.viewer_left()
+            logger.info("viewer from %s left", self.request.remote_ip)
