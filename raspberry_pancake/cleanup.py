@@ -388,10 +388,9 @@ def limit_days(top: str, keep: int, deleter: Deleter) -> None:
         else:
             left = sorted(n for n in os.listdir(day) if os.path.join(day, n) not in deleter.gone)
             logger.info(
-                "keeping folder %s: it still holds %d other entries (%s)",
+                "keeping folder %s: it still holds %s",
                 day,
-                len(left),
-                ", ".join(left[:3]) + (", ..." if len(left) > 3 else ""),
+                ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else ""),
             )
     for parents in (emptied_months, [os.path.dirname(m) for m in emptied_months]):
         for folder in sorted(set(parents)):

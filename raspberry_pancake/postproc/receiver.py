@@ -44,6 +44,9 @@ class Receiver:
     def __init__(self, socket_name: str):
         self.socket_name = socket_name
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        # Before bind: the kernel attaches credentials only if the flag is already set
+        # when a datagram is sent to us.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         try:
             self.sock.bind(messages.abstract_address(socket_name))
         except OSError as e:
@@ -53,7 +56,6 @@ class Receiver:
                     f"socket name {socket_name!r} is in use (is another post-processor running?)"
                 ) from None
             raise
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.sock.setblocking(False)
         self._uid = os.getuid()
 

@@ -1,0 +1,184 @@
+"""The user's ``detect()`` from customize.py, run on a thread of its own."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import os
+import threading
+import time
+from typing import Callable, Optional
+
+from .camera.base import RgbFrame
+from .exc import CustomizeError
+from .recording.edges import Edge, EdgeSampler
+
+logger = logging.getLogger(__name__)
+
+#: While detect() keeps raising, one log line per this many seconds.
+ERROR_LOG_INTERVAL = 60.0
+#: How long to wait for an RGB frame before looking again (seconds).
+FRAME_WAIT = 1.0
+
+
+def load_detect(path: str, mode: str) -> Callable:
+    """Import ``path`` and return its ``detect``; raise CustomizeError saying what is wrong.
+
+    ``mode`` is ``"image"`` (``detect(bytes)``) or ``"no-image"`` (``detect()``);
+    a function that cannot be called that way is refused now rather than failing
+    on every frame later.
+    """
+    if not os.path.isfile(path):
+        raise CustomizeError(f"--customize: {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location("customize", path)
+    if spec is None or spec.loader is None:
+        raise CustomizeError(f"--customize: {path!r} cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as e:  # a SystemExit in user code is still a user error
+        raise CustomizeError(f"--customize: {path!r} failed to import: {e!r}") from None
+    detect = getattr(module, "detect", None)
+    if not callable(detect):
+        raise CustomizeError(f"--customize: {path!r} does not define a function detect()")
+    args = ("rgb",) if mode == "image" else ()
+    try:
+        inspect.signature(detect).bind(*args)
+    except TypeError:
+        wanted = "detect(bytes)" if mode == "image" else "detect()"
+        raise CustomizeError(
+            f"--customize: {path!r}: --detect {mode} calls {wanted}, "
+            f"which its detect{inspect.signature(detect)} does not accept"
+        ) from None
+    except ValueError:
+        pass  # no signature to check (a builtin): let it run
+    return detect
+
+
+class RgbSlot:
+    """The camera's RGB output: holds one frame for the detection thread.
+
+    ``outputframe`` and ``wants_frame`` are called on the camera's capture thread,
+    ``take`` on the detection thread. The camera only makes an RGB frame while
+    ``take`` waits, so a slow detector costs the camera nothing.
+    """
+
+    def __init__(self):
+        # guards _frame and _wanted
+        self._cond = threading.Condition()
+        self._frame: Optional[RgbFrame] = None
+        self._wanted = False
+
+    def wants_frame(self) -> bool:
+        return self._wanted
+
+    def outputframe(self, frame: RgbFrame) -> None:
+        with self._cond:
+            if self._wanted:
+                self._frame = frame
+                self._wanted = False
+                self._cond.notify()
+
+    def take(self, timeout: float) -> Optional[RgbFrame]:
+        with self._cond:
+            self._frame = None
+            self._wanted = True
+            self._cond.wait_for(lambda: self._frame is not None, timeout)
+            frame, self._frame = self._frame, None
+            self._wanted = False
+            return frame
+
+    def wake(self) -> None:
+        """Let a waiting ``take`` return early (at shutdown)."""
+        with self._cond:
+            self._cond.notify_all()
+
+
+class DetectionThread:
+    """Calls ``detect`` every ``interval`` seconds and reports edges to ``on_edge``.
+
+    Its own thread calls ``detect`` and ``on_edge``; ``start`` and ``close`` are
+    called on the main thread. The state found is stamped with the moment it
+    describes: the capture time of the RGB frame for ``detect(bytes)``, the wall
+    time of the call for ``detect()``. An exception from ``detect`` counts as
+    False and is logged, once with its traceback and then at most once a minute.
+    """
+
+    def __init__(
+        self,
+        detect: Callable,
+        interval: float,
+        on_edge: Callable[[Edge], None],
+        slot: Optional[RgbSlot] = None,
+    ):
+        self.detect = detect
+        self.interval = interval
+        self.on_edge = on_edge
+        self.slot = slot
+        self.sampler = EdgeSampler()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.calls = 0
+        self.failures = 0
+        self._next_error_log = 0.0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="detection", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self.slot is not None:
+            self.slot.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.warning(
+                    "detect() is still running after %.0f s; not waiting for it", timeout
+                )
+        logger.info("detection: %d calls, %d raised", self.calls, self.failures)
+
+    def _run(self) -> None:
+        due = time.monotonic()
+        while not self._stop.is_set():
+            delay = due - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                break
+            # the next call is an interval after this one started, never a burst
+            due = max(due + self.interval, time.monotonic())
+            self.run_once()
+
+    def run_once(self) -> None:
+        """One detection: get the input, call detect, report an edge if there is one."""
+        if self.slot is not None:
+            frame = self.slot.take(FRAME_WAIT)
+            if frame is None:
+                return
+            when, args = frame.time, (frame.data,)
+        else:
+            when, args = time.time(), ()
+        try:
+            state = bool(self.detect(*args))
+        except Exception as e:
+            state = False
+            self._log_failure(e)
+        self.calls += 1
+        edge = self.sampler.observe(when, state)
+        if edge is not None:
+            logger.info("detection %s", "true" if edge.state else "false")
+            self.on_edge(edge)
+
+    def _log_failure(self, error: Exception) -> None:
+        self.failures += 1
+        now = time.monotonic()
+        if self.failures == 1:
+            logger.exception("detect() raised; counted as no detection")
+            self._next_error_log = now + ERROR_LOG_INTERVAL
+        elif now >= self._next_error_log:
+            logger.error(
+                "detect() keeps raising (%d times in all, last %r); counted as no detection",
+                self.failures,
+                error,
+            )
+            self._next_error_log = now + ERROR_LOG_INTERVAL

@@ -1,0 +1,60 @@
+"""What a recorder asks of the disk writer, as plain values.
+
+Recorders never touch the disk: they return these instructions, which keeps them
+pure logic a unit test can drive with synthetic frames, and lets the disk writer
+carry them out on its own thread in the order they were given.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..camera.base import H264Frame
+from ..messages import Message
+
+_serial = itertools.count(1)
+
+
+@dataclass(eq=False)
+class RecordingFile:
+    """One file a recorder wants written; ``path`` is set by the writer once it exists.
+
+    Identity (not the name) tells files apart: two files may propose the same name
+    after the clock went backwards, and the writer then adds a suffix.
+    """
+
+    directory: str
+    name: str
+    serial: int = field(default_factory=lambda: next(_serial))
+    path: Optional[str] = None
+
+    def __repr__(self) -> str:
+        return f"RecordingFile({self.name!r}, #{self.serial})"
+
+
+@dataclass(frozen=True)
+class Open:
+    file: RecordingFile
+
+
+@dataclass(frozen=True)
+class Write:
+    file: RecordingFile
+    frame: H264Frame
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close ``file``, then announce it: ``{"h264": path}`` plus ``detection`` if set."""
+
+    file: RecordingFile
+    detection: Optional[bool] = None
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Send a message once everything given before it is done."""
+
+    message: Message

@@ -1,0 +1,51 @@
+"""The camera's one H.264 consumer: hands each frame to every recorder."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import List
+
+from ..camera.base import H264Frame
+
+logger = logging.getLogger(__name__)
+
+
+class RecordingFanout:
+    """Feeds each encoded frame to the recorders and their actions to the disk writer.
+
+    ``outputframe`` is called on the camera's capture thread; it only decides and
+    queues, so it returns in microseconds whatever the disk does. ``finish`` is
+    called on the main thread after the camera has stopped.
+    """
+
+    def __init__(self, recorders: List[object], writer):
+        self.recorders = recorders
+        self.writer = writer
+        # guards the recorders against finish() racing a late frame
+        self._lock = threading.Lock()
+        self._finished = False
+        self.frames_received = 0
+
+    def outputframe(self, frame: H264Frame) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self.frames_received += 1
+            for recorder in self.recorders:
+                try:
+                    actions = recorder.on_frame(frame)
+                except Exception:
+                    logger.exception("%s failed on frame %d", recorder.name, frame.index)
+                    continue
+                for action in actions:
+                    self.writer.put(action)
+
+    def finish(self) -> None:
+        """Close every recording in progress; the writer then announces them."""
+        with self._lock:
+            self._finished = True
+            for recorder in self.recorders:
+                for action in recorder.finish():
+                    self.writer.put(action)
+        logger.info("recording received %d H.264 frames", self.frames_received)

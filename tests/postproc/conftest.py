@@ -1,0 +1,69 @@
+"""Fixtures for the post-processor tests: loopback servers and postproc processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from pp_helpers import PI_H264, BotApi, FtpServer, Postproc, SshServer  # noqa: E402
+
+
+@pytest.fixture
+def postproc(tmp_path):
+    """Factory: ``postproc(*flags)`` makes a (not yet started) daemon; all stop at teardown."""
+    made = []
+
+    def make(*args, **kwargs) -> Postproc:
+        p = Postproc(tmp_path, *args, **kwargs)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        if p.proc is not None and p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    server = SshServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ftpd(tmp_path):
+    server = FtpServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bot_api():
+    api = BotApi()
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def pi_h264():
+    if not os.path.isfile(PI_H264):
+        pytest.skip(f"real Pi recording not found at {PI_H264}")
+    return PI_H264
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    """h264 and mp4 directories."""
+    h264 = tmp_path / "h264"
+    mp4 = tmp_path / "mp4"
+    h264.mkdir()
+    mp4.mkdir()
+    return h264, mp4

@@ -1,0 +1,176 @@
+"""Schedule, state store and receiver, tested in-process with real sockets and files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from raspberry_pancake.exc import AddressInUseError
+from raspberry_pancake.postproc.notify import detection_text
+from raspberry_pancake.postproc.receiver import Receiver
+from raspberry_pancake.postproc.schedule import ConversionCounter, MinuteSchedule
+from raspberry_pancake.postproc.state import StateStore
+from raspberry_pancake.postproc.upload import dated_dir
+
+
+def at(h, m, s=0):
+    return dt.datetime(2024, 1, 2, h, m, s)
+
+
+def test_minute_schedule_fires_once_per_listed_minute():
+    sched = MinuteSchedule([0, 20, 40], at(10, 5))
+    assert not sched.due(at(10, 19, 59))
+    assert sched.due(at(10, 20, 0))
+    assert not sched.due(at(10, 20, 30))
+    assert sched.seconds_until_due(at(10, 20, 30)) == 19 * 60 + 30
+    assert sched.due(at(10, 40, 1))
+    assert sched.due(at(11, 0, 0))
+
+
+def test_minute_schedule_skips_what_a_stall_missed():
+    sched = MinuteSchedule([0, 20, 40], at(10, 5))
+    # Woken only at 11:25 (e.g. after a very long upload): one trigger, not three.
+    assert sched.due(at(11, 25))
+    assert not sched.due(at(11, 30))
+    assert sched.due(at(11, 40))
+
+
+def test_minute_schedule_survives_clock_going_back():
+    sched = MinuteSchedule([30], at(10, 5))
+    assert not sched.due(at(7, 0))  # a Pi without a clock, corrected backwards
+    assert sched.due(at(7, 30))
+
+
+def test_conversion_counter():
+    counter = ConversionCounter(3)
+    assert [counter.add() for _ in range(7)] == [False, False, True, False, False, True, False]
+    assert not ConversionCounter(None).add()
+
+
+def test_dated_dir():
+    assert dated_dir("bak/cam1", "20200624-0900.mp4") == "bak/cam1/2020/06/24"
+    assert dated_dir("/srv", "20200624-180511.mp4") == "/srv/2020/06/24"
+    assert dated_dir("bak", "clip.mp4") == "bak"
+
+
+def test_detection_texts():
+    assert detection_text(True) == "Detection changed to True"
+    assert detection_text(False, True) == "Detection changed to False. MP4 conversion failed."
+
+
+def test_state_survives_reopen_and_bounds_queues(tmp_path):
+    path = str(tmp_path / "state.sqlite")
+    store = StateStore(path)
+    ids = [store.add_conversion(f"/h/{i}.h264", None if i else True) for i in range(3)]
+    store.close()
+    store = StateStore(path)
+    pending = store.pending_conversions()
+    assert [c.h264 for c in pending] == ["/h/0.h264", "/h/1.h264", "/h/2.h264"]
+    assert pending[0].detection is True and pending[1].detection is None
+    out = store.finish_conversion(ids[0], "/m/0.mp4", ["a", "b"], 1, [("t", "x", "/m/0.mp4")], 1)
+    assert out.uploads_dropped == () and out.notifications_dropped == ()
+    out = store.finish_conversion(ids[1], "/m/1.mp4", ["a", "b"], 1, [("t", "y", None)], 1)
+    assert out.uploads_dropped == ("a", "b") and out.notifications_dropped == ("t",)
+    assert [u.mp4 for u in store.pending_uploads("a")] == ["/m/0.mp4"]
+    assert store.upload_counts() == {"a": 1, "b": 1}
+    up = store.pending_uploads("a")[0]
+    store.upload_failed(up.id)
+    store.close()
+    store = StateStore(path)
+    assert store.pending_uploads("a")[0].attempts == 1
+    store.upload_done(up.id)
+    assert store.pending_uploads("a") == []
+    note = store.next_notification("t")
+    assert (note.text, note.video) == ("x", "/m/0.mp4")
+    store.notification_done(note.id)
+    assert store.next_notification("t") is None
+    assert [c.id for c in store.pending_conversions()] == [ids[2]]
+    # A failed conversion (no mp4) queues no upload.
+    store.finish_conversion(ids[2], None, ["c"], 5, [], 5)
+    assert store.pending_uploads("c") == [] and store.pending_conversions() == []
+    store.close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver("pp-unit-" + uuid.uuid4().hex)
+    yield r
+    r.close()
+
+
+def send(receiver, data: bytes):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(data, "\0" + receiver.socket_name)
+
+
+def test_second_receiver_is_refused(receiver):
+    with pytest.raises(AddressInUseError, match="in use"):
+        Receiver(receiver.socket_name)
+
+
+def test_bad_datagrams_are_dropped_then_a_good_one_passes(receiver, tmp_path, caplog):
+    good = tmp_path / "20240102-0304.h264"
+    good.write_bytes(b"\0\0\0\1")
+    (tmp_path / "dir.h264").mkdir()
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    os.mkfifo(tmp_path / "fifo.h264")
+    bad = [
+        b"\xff\xfe not utf-8",
+        b"not json",
+        b"[1, 2]",
+        b'"text"',
+        b"{}",
+        b'{"h264": 5}',
+        b'{"h264": ""}',
+        b'{"h264": null}',
+        b'{"detection": "yes"}',
+        b'{"detection": 1}',
+        b'{"h264": "relative/20240102-0304.h264"}',
+        b'{"h264": "/nonexistent/20240102-0304.h264"}',
+        json.dumps({"h264": str(tmp_path / "dir.h264")}).encode(),
+        json.dumps({"h264": str(tmp_path / "clip.mp4")}).encode(),
+        json.dumps({"h264": str(tmp_path / "fifo.h264")}).encode(),
+        b'{"h264": "/x\\u0000.h264"}',
+        b'{"mp4": "/x.mp4"}',
+    ]
+    for data in bad:
+        send(receiver, data)
+    send(receiver, json.dumps({"h264": str(good), "detection": True}).encode())
+    send(receiver, b'{"detection": false}')
+    results = []
+    receiver.sock.settimeout(10)
+    for _ in range(len(bad) + 2):
+        results.append(receiver.receive())
+    assert results[: len(bad)] == [None] * len(bad)
+    assert (results[-2].h264, results[-2].detection) == (str(good), True)
+    assert (results[-1].h264, results[-1].detection) == (None, False)
+    drops = [r for r in caplog.records if "dropped a bad datagram" in r.getMessage()]
+    assert len(drops) == len(bad)
+
+
+def test_datagram_from_another_user_is_dropped(receiver, tmp_path, caplog):
+    if os.getuid() != 0:
+        pytest.skip("needs root to send as another uid")
+    good = tmp_path / "20240102-0304.h264"
+    good.write_bytes(b"\0\0\0\1")
+    os.chmod(tmp_path, 0o755)
+    payload = json.dumps({"h264": str(good)})
+    code = (
+        "import os, socket, sys; os.setgid(65534); os.setuid(65534);"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM);"
+        "s.sendto(sys.argv[2].encode(), '\\0' + sys.argv[1])"
+    )
+    subprocess.run([sys.executable, "-c", code, receiver.socket_name, payload], check=True)
+    send(receiver, payload.encode())
+    receiver.sock.settimeout(10)
+    first, second = receiver.receive(), receiver.receive()
+    assert first is None
+    assert second is not None and second.h264 == str(good)
+    assert any("from uid 65534" in r.getMessage() for r in caplog.records)

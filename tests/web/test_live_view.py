@@ -1,0 +1,319 @@
+"""The live view's flow control and login, on a real server and real websocket clients.
+
+Frames come from a thread calling ``outputframe``, as a camera's capture thread does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+import urllib.parse
+
+import tornado.httpclient
+import tornado.testing
+import tornado.websocket
+
+from raspberry_pancake.camera.base import JpegFrame
+from raspberry_pancake.web import app as webapp
+from raspberry_pancake.web.auth import hash_password, parse_hash
+from raspberry_pancake.web.live import FrameBroadcaster
+
+
+class FakeCapture:
+    """Publishes numbered frames from its own thread at ``fps`` (0: only on demand)."""
+
+    def __init__(self, broadcaster: FrameBroadcaster, fps: float = 0):
+        self.broadcaster = broadcaster
+        self.index = 0
+        self.fps = fps
+        self._stop = threading.Event()
+        self._thread = None
+        self.encoded = 0
+
+    def publish(self):
+        self.index += 1
+        if self.broadcaster.wants_frame():
+            self.encoded += 1
+            data = b"\xff\xd8frame-%d\xff\xd9" % self.index
+            self.broadcaster.outputframe(JpegFrame(data, time.time(), self.index))
+
+    def start(self):
+        def run():
+            while not self._stop.wait(1.0 / self.fps):
+                self.publish()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+
+def frame_number(message: bytes) -> int:
+    return int(message[len(b"\xff\xd8frame-") : -2])
+
+
+class LiveViewTestCase(tornado.testing.AsyncHTTPTestCase):
+    max_stream_fps = 1000.0
+    password = None
+    camera_fps = 0
+
+    def get_app(self):
+        self.broadcaster = FrameBroadcaster()
+        self.broadcaster.attach(self.io_loop)
+        self.capture = FakeCapture(self.broadcaster, self.camera_fps)
+        return webapp.make_app(self.broadcaster, self.password, max_stream_fps=self.max_stream_fps)
+
+    def setUp(self):
+        super().setUp()
+        if self.camera_fps:
+            self.capture.start()
+
+    def tearDown(self):
+        self.capture.stop()
+        super().tearDown()
+
+    async def connect(self, headers=None):
+        request = tornado.httpclient.HTTPRequest(
+            self.get_url("/websocket").replace("http", "ws"), headers=headers or {}
+        )
+        return await tornado.websocket.websocket_connect(request)
+
+    async def read(self, ws, timeout=5.0):
+        return await asyncio.wait_for(ws.read_message(), timeout)
+
+    async def nothing_arrives(self, ws, seconds):
+        try:
+            msg = await asyncio.wait_for(ws.read_message(), seconds)
+        except asyncio.TimeoutError:
+            return True
+        raise AssertionError(f"unexpected message {msg!r}")
+
+
+class TestFlowControl(LiveViewTestCase):
+    @tornado.testing.gen_test(timeout=20)
+    async def test_nothing_is_sent_until_asked_then_one_frame_per_ask(self):
+        ws = await self.connect()
+        await asyncio.sleep(0.05)
+        for _ in range(5):
+            self.capture.publish()
+        await self.nothing_arrives(ws, 0.5)
+        await ws.write_message("read_frame")
+        first = await self.read(ws)
+        assert frame_number(first) == 5
+        for _ in range(3):
+            self.capture.publish()
+        await self.nothing_arrives(ws, 0.5)
+        await ws.write_message("read_frame")
+        assert frame_number(await self.read(ws)) == 8
+        ws.close()
+
+    @tornado.testing.gen_test(timeout=20)
+    async def test_never_the_same_frame_twice_the_answer_waits_for_a_new_one(self):
+        ws = await self.connect()
+        await asyncio.sleep(0.05)
+        self.capture.publish()
+        await ws.write_message("read_frame")
+        assert frame_number(await self.read(ws)) == 1
+        await ws.write_message("read_frame")
+        await self.nothing_arrives(ws, 0.5)  # the browser is faster than the camera
+        self.capture.publish()
+        assert frame_number(await self.read(ws)) == 2
+        ws.close()
+
+    @tornado.testing.gen_test(timeout=20)
+    async def test_repeated_asks_before_an_answer_give_one_frame(self):
+        ws = await self.connect()
+        await asyncio.sleep(0.05)
+        for _ in range(3):
+            await ws.write_message("read_frame")
+        await asyncio.sleep(0.2)
+        self.capture.publish()
+        self.capture.publish()
+        assert frame_number(await self.read(ws)) == 1
+        await self.nothing_arrives(ws, 0.5)
+        ws.close()
+
+    @tornado.testing.gen_test(timeout=20)
+    async def test_junk_closes_only_that_connection(self):
+        good, bad, bad_binary = await self.connect(), await self.connect(), await self.connect()
+        await asyncio.sleep(0.05)
+        await bad.write_message("hello")
+        await bad_binary.write_message(b"\x00\x01read_frame", binary=True)
+        assert await self.read(bad) is None
+        assert await self.read(bad_binary) is None
+        assert bad.close_code == 1003
+        self.capture.publish()
+        await good.write_message("read_frame")
+        assert frame_number(await self.read(good)) == 1
+        good.close()
+
+    @tornado.testing.gen_test(timeout=20)
+    async def test_jpeg_is_encoded_only_while_someone_watches(self):
+        self.capture.publish()
+        assert self.capture.encoded == 0
+        ws = await self.connect()
+        await asyncio.sleep(0.05)
+        self.capture.publish()
+        assert self.capture.encoded == 1
+        ws.close()
+        for _ in range(50):
+            if not self.broadcaster.wants_frame():
+                break
+            await asyncio.sleep(0.02)
+        self.capture.publish()
+        assert self.capture.encoded == 1
+
+
+class TestRateCap(LiveViewTestCase):
+    max_stream_fps = 5.0
+    camera_fps = 50
+
+    @tornado.testing.gen_test(timeout=30)
+    async def test_a_fast_browser_gets_at_most_max_stream_fps(self):
+        ws = await self.connect()
+        received = []
+        start = time.monotonic()
+        while time.monotonic() - start < 2.0:
+            await ws.write_message("read_frame")
+            msg = await self.read(ws)
+            received.append((time.monotonic(), frame_number(msg)))
+        elapsed = received[-1][0] - start
+        # the server spaces frames by 1/max_stream_fps, so at most one extra at the edge
+        assert len(received) <= self.max_stream_fps * elapsed + 1
+        assert len(received) >= 3
+        numbers = [n for _, n in received]
+        assert numbers == sorted(set(numbers)), "a frame was sent twice or out of order"
+        ws.close()
+
+
+class TestFiftyViewers(LiveViewTestCase):
+    camera_fps = 30
+
+    @tornado.testing.gen_test(timeout=60)
+    async def test_every_viewer_gets_fresh_distinct_frames(self):
+        sockets = [await self.connect() for _ in range(50)]
+
+        async def watch(ws):
+            seen = []
+            for _ in range(5):
+                await ws.write_message("read_frame")
+                seen.append(frame_number(await self.read(ws, timeout=20)))
+            return seen
+
+        results = await asyncio.gather(*(watch(ws) for ws in sockets))
+        for seen in results:
+            assert seen == sorted(set(seen))
+        for ws in sockets:
+            ws.close()
+
+
+PASSWORD = "open sesame"
+
+
+class LoginTestCase(LiveViewTestCase):
+    password = parse_hash(hash_password(PASSWORD))
+
+    def setUp(self):
+        super().setUp()
+        self.http_client = tornado.httpclient.AsyncHTTPClient()
+
+    async def fetch(self, path, **kwargs):
+        kwargs.setdefault("follow_redirects", False)
+        kwargs.setdefault("raise_error", False)
+        return await self.http_client.fetch(self.get_url(path), **kwargs)
+
+    async def login(self, password):
+        """Post the login form as a browser would: with the form's xsrf token and cookie."""
+        page = await self.fetch("/login")
+        cookies = _cookies(page)
+        token = cookies["_xsrf"]
+        body = urllib.parse.urlencode({"password": password, "_xsrf": token})
+        return await self.fetch(
+            "/login", method="POST", body=body, headers={"Cookie": f"_xsrf={token}"}
+        )
+
+
+def _cookies(response) -> dict:
+    out = {}
+    for header in response.headers.get_list("Set-Cookie"):
+        name, _, rest = header.partition("=")
+        out[name] = rest.split(";")[0]
+    return out
+
+
+class TestLogin(LoginTestCase):
+    @tornado.testing.gen_test(timeout=30)
+    async def test_index_redirects_to_login_until_logged_in(self):
+        r = await self.fetch("/")
+        assert r.code == 302 and r.headers["Location"] == "/login"
+        r = await self.login(PASSWORD)
+        assert r.code == 302 and r.headers["Location"] == "/"
+        set_cookie = [c for c in r.headers.get_list("Set-Cookie") if c.startswith(webapp.COOKIE)]
+        assert set_cookie, "no session cookie"
+        attributes = set_cookie[0].lower()
+        assert "httponly" in attributes and "samesite=strict" in attributes
+        session = _cookies(r)[webapp.COOKIE]
+        page = await self.fetch("/", headers={"Cookie": f"{webapp.COOKIE}={session}"})
+        assert page.code == 200 and b"live-view" in page.body
+        ws = await self.connect(headers={"Cookie": f"{webapp.COOKIE}={session}"})
+        await asyncio.sleep(0.05)
+        self.capture.publish()
+        await ws.write_message("read_frame")
+        assert frame_number(await self.read(ws)) == 1
+        ws.close()
+
+    @tornado.testing.gen_test(timeout=30)
+    async def test_websocket_refused_at_open_without_a_valid_cookie(self):
+        for headers in ({}, {"Cookie": f"{webapp.COOKIE}=viewer"}):
+            try:
+                await self.connect(headers=headers)
+            except tornado.httpclient.HTTPClientError as e:
+                assert e.code == 403
+            else:
+                raise AssertionError("an unauthenticated websocket was accepted")
+
+    @tornado.testing.gen_test(timeout=30)
+    async def test_wrong_password_is_slow_for_the_guesser_only(self):
+        started = time.monotonic()
+        wrong = asyncio.ensure_future(self.login("guess"))
+        await asyncio.sleep(0.3)
+        other = await self.fetch("/login")  # another visitor is not held up
+        assert other.code == 200
+        assert not wrong.done(), "the wrong password was answered before the delay"
+        r = await wrong
+        assert r.code == 403 and b"Wrong password" in r.body
+        assert time.monotonic() - started >= webapp.WRONG_PASSWORD_DELAY - 0.1
+        assert webapp.COOKIE not in _cookies(r)
+
+    @tornado.testing.gen_test(timeout=30)
+    async def test_cross_site_post_without_xsrf_token_is_refused(self):
+        body = urllib.parse.urlencode({"password": PASSWORD})
+        r = await self.fetch("/login", method="POST", body=body)
+        assert r.code == 403
+        assert webapp.COOKIE not in _cookies(r)
+
+
+class TestLoginWithOriginalHash(LoginTestCase):
+    password = parse_hash(hashlib.sha512(PASSWORD.encode()).hexdigest() + "\n")
+
+    @tornado.testing.gen_test(timeout=30)
+    async def test_original_sha512_hash_logs_in(self):
+        r = await self.login(PASSWORD)
+        assert r.code == 302 and webapp.COOKIE in _cookies(r)
+
+
+class TestNoLogin(LiveViewTestCase):
+    @tornado.testing.gen_test(timeout=10)
+    async def test_without_login_the_page_is_open_and_login_redirects_home(self):
+        client = tornado.httpclient.AsyncHTTPClient()
+        r = await client.fetch(self.get_url("/"), raise_error=False)
+        assert r.code == 200 and b"Log out" not in r.body
+        r = await client.fetch(self.get_url("/login"), follow_redirects=False, raise_error=False)
+        assert r.code == 302
+        r = await client.fetch(self.get_url("/static/live.js"), raise_error=False)
+        assert r.code == 200 and b"read_frame" in r.body
