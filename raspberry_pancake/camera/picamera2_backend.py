@@ -271,7 +271,7 @@ class Picamera2Camera(Camera):
         self._matrix = "601"
         self._stop_event = threading.Event()
         # one frame waiting for the RGB worker; the camera thread drops frames when full
-        self._rgb_slot: "queue.Queue" = queue.Queue(maxsize=1)
+        self._rgb_slot: queue.Queue = queue.Queue(maxsize=1)
         self._rgb_worker: Optional[threading.Thread] = None
         self._counts = {"h264": 0, "jpeg": 0, "rgb": 0}
         self._callback_failures = 0

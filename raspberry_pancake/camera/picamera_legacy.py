@@ -258,7 +258,9 @@ class PicameraCamera(Camera):
         if keyframe:
             data, self._pending_header = self._pending_header + data, b""
         when = time.time() if info.timestamp is None else self._h264_epoch + info.timestamp / 1e6
-        self._deliver(self.h264_output, H264Frame(data, keyframe, when, self._next_index(H264_PORT)))
+        self._deliver(
+            self.h264_output, H264Frame(data, keyframe, when, self._next_index(H264_PORT))
+        )
 
     def _on_jpeg(self, data: bytes, info) -> None:
         self._mark_alive()

@@ -25,7 +25,8 @@ class Transform:
         )
 
     def __repr__(self):
-        return f"<libcamera.Transform hflip={self.hflip} vflip={self.vflip} transpose={self.transpose}>"
+        flags = f"hflip={self.hflip} vflip={self.vflip} transpose={self.transpose}"
+        return f"<libcamera.Transform {flags}>"
 
 
 class ColorSpace:

@@ -346,7 +346,9 @@ class PiCamera:
         with self._encoders_lock:
             encoders = list(self._encoders.values())
         if not encoders:
-            raise PiCameraRuntimeError("Cannot query frame information when camera is not recording")
+            raise PiCameraRuntimeError(
+                "Cannot query frame information when camera is not recording"
+            )
         return encoders[0].frame
 
     # recording
@@ -364,7 +366,9 @@ class PiCamera:
             raise PiCameraValueError(f"the fake does not implement format {format!r}")
         if not callable(getattr(output, "write", None)):
             raise PiCameraValueError("output must have a write() method")
-        allowed = H264_OPTIONS if format == "h264" else MJPEG_OPTIONS if format == "mjpeg" else set()
+        allowed = (
+            H264_OPTIONS if format == "h264" else MJPEG_OPTIONS if format == "mjpeg" else set()
+        )
         unknown = set(options) - allowed
         if unknown:
             raise TypeError(f"unexpected options for {format}: {sorted(unknown)}")
@@ -428,7 +432,13 @@ class PiCamera:
             delay = due - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 break
-            settings_key = (self._resolution, self._framerate, self._hflip, self._vflip, self._rotation)
+            settings_key = (
+                self._resolution,
+                self._framerate,
+                self._hflip,
+                self._vflip,
+                self._rotation,
+            )
             if settings_key != key:
                 key = settings_key
                 scene = Scene(

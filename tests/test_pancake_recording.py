@@ -1,0 +1,432 @@
+"""pancake.py recording end to end: the sim camera, a real datagram receiver, ffprobe.
+
+Each test runs real ``pancake.py --camera sim`` processes; files are checked with
+ffprobe, messages with a receiver bound to a unique abstract socket name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import textwrap
+import threading
+import time
+import uuid
+
+import pytest
+from conftest import ROOT, Pancake, run_cli
+
+pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
+
+FPS = 12
+
+
+class Receiver:
+    """A post-processor stand-in: collects the JSON datagrams sent to its name."""
+
+    def __init__(self, name=None):
+        self.name = name or f"rp-test-{uuid.uuid4().hex}"
+        self.messages = []
+        self._cond = threading.Condition()
+        self._sock = None
+
+    def start(self) -> Receiver:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind("\0" + self.name)
+        threading.Thread(target=self._run, args=(self._sock,), daemon=True).start()
+        return self
+
+    def _run(self, sock) -> None:
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                return
+            with self._cond:
+                self.messages.append(json.loads(data))
+                self._cond.notify_all()
+
+    def wait_for(self, predicate, timeout=60.0) -> list:
+        with self._cond:
+            if not self._cond.wait_for(lambda: predicate(self.messages), timeout):
+                raise AssertionError(f"gave up waiting; received {self.messages}")
+            return list(self.messages)
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.close()
+
+
+@pytest.fixture
+def receiver():
+    made = []
+
+    def make(name=None, start=True):
+        r = Receiver(name)
+        made.append(r)
+        return r.start() if start else r
+
+    yield make
+    for r in made:
+        r.stop()
+
+
+@pytest.fixture
+def procs():
+    """Every pancake.py started here is stopped at teardown, whatever the test did."""
+    started = []
+    yield started
+    for p in started:
+        p.stop()
+
+
+def start_pancake(procs, *args, **kwargs) -> Pancake:
+    p = Pancake("--camera", "sim", "--fps", str(FPS), *args, **kwargs)
+    procs.append(p)
+    return p
+
+
+def stop(p: Pancake) -> str:
+    """SIGTERM, then the exit code must be 0; returns the log."""
+    rc, out = p.stop(timeout=60)
+    assert rc == 0, out
+    return out
+
+
+def frame_count(path: str) -> int:
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            path,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return int(out.stdout.strip())
+
+
+def starts_with_keyframe(path: str) -> bool:
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-read_intervals",
+            "%+#1",
+            "-show_entries",
+            "frame=key_frame,pict_type",
+            "-of",
+            "csv=p=0",
+            path,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return out.stdout.strip().splitlines()[0].startswith("1")
+
+
+def frames_received(log: str) -> int:
+    return int(re.search(r"recording received (\d+) H.264 frames", log).group(1))
+
+
+def scripted_customize(tmp_path, windows, name="scripted.py"):
+    """A customize file whose detect() is true in ``windows`` (seconds after import).
+
+    It writes each change of its answer, with the time, to a file the test reads.
+    """
+    log = tmp_path / (name + ".log")
+    path = tmp_path / name
+    path.write_text(
+        textwrap.dedent(f"""\
+        import time
+
+        T0 = time.time()
+        WINDOWS = {windows!r}
+        _last = [None]
+
+
+        def detect():
+            t = time.time() - T0
+            state = any(a <= t and (b is None or t < b) for a, b in WINDOWS)
+            if state != _last[0]:
+                _last[0] = state
+                with open({str(log)!r}, "a") as f:
+                    f.write("%r %s\\n" % (time.time(), state))
+            return state
+        """)
+    )
+    return str(path), log
+
+
+def changes(log_path):
+    """(time, state) of every change the scripted detector made."""
+    out = []
+    for line in log_path.read_text().splitlines():
+        when, state = line.split()
+        out.append((float(when), state == "True"))
+    return out
+
+
+def clip_start(path: str) -> float:
+    """The local time in a clip's name, YYYYMMDD-hhmmss."""
+    stamp = os.path.basename(path)[:15]
+    return time.mktime(time.strptime(stamp, "%Y%m%d-%H%M%S"))
+
+
+# continuous
+
+
+def test_continuous_splits_at_the_quarter_hour_and_loses_no_frame(tmp_path, procs, receiver):
+    if shutil.which("faketime") is None:
+        pytest.skip("needs libfaketime's faketime command")
+    rx = receiver()
+    # the process clock starts ten seconds before 17:15 local time (in Kolkata,
+    # UTC+5:30, so a half-hour time zone splits on its own quarter hours)
+    env = {"TZ": "Asia/Kolkata" if os.path.exists("/usr/share/zoneinfo/Asia/Kolkata") else "UTC"}
+    p = start_pancake(
+        procs,
+        "--record-continuous",
+        str(tmp_path),
+        "--emit",
+        rx.name,
+        env=env,
+        prefix=("faketime", "2020-06-23 17:14:50"),
+    )
+    # the first file is announced once the split at 17:15:00 has happened
+    rx.wait_for(lambda m: len(m) >= 1, timeout=90)
+    first = tmp_path / "20200623-1714.h264"
+    second = tmp_path / "20200623-1715.h264"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and second.stat().st_size < 20000:
+        time.sleep(0.2)  # let the second file grow a few seconds
+    log = stop(p)
+    messages = rx.wait_for(lambda m: len(m) >= 2)
+    assert messages == [{"h264": str(first)}, {"h264": str(second)}]
+    assert sorted(os.listdir(tmp_path)) == [first.name, second.name]
+    counts = [frame_count(str(first)), frame_count(str(second))]
+    assert all(counts) and all(starts_with_keyframe(str(f)) for f in (first, second))
+    assert sum(counts) == frames_received(log), "every frame once, none lost"
+    # the split is at the first keyframe at or after 17:15:00: under one second later
+    assert counts[0] % FPS == 0  # the first file is whole one-second groups
+
+
+# detection
+
+
+def test_shipped_motion_detector_records_the_sim_scene_moving(tmp_path, procs, receiver):
+    """The README demo: clips when the ball starts and stops moving, nothing in between."""
+    rx = receiver()
+    p = start_pancake(
+        procs,
+        "--record-continuous",
+        str(tmp_path),
+        "--record-detection",
+        "edge",
+        str(tmp_path),
+        "--detect",
+        "image",
+        "--emit",
+        rx.name,
+    )
+    # the ball moves from 6 s to 14 s of each 20 s cycle
+    messages = rx.wait_for(lambda m: len(m) >= 2, timeout=90)
+    log = stop(p)
+    messages = rx.wait_for(lambda m: len(m) >= 3)
+    clips = [m for m in messages if "detection" in m]
+    assert [m["detection"] for m in clips] == [True, False]
+    for m in clips:
+        assert 4 * FPS <= frame_count(m["h264"]) <= 6 * FPS
+        assert starts_with_keyframe(m["h264"])
+    (continuous,) = [m["h264"] for m in messages if "detection" not in m]
+    assert frame_count(continuous) == frames_received(log)
+    # motion lasts 8 s: the clips are that far apart, give or take the detector
+    assert 5 <= clip_start(clips[1]["h264"]) - clip_start(clips[0]["h264"]) <= 11
+
+
+def test_edge_clips_around_a_scripted_detection(tmp_path, procs, receiver):
+    customize, changes_log = scripted_customize(tmp_path, [(5.0, 10.0)])
+    rx = receiver()
+    p = start_pancake(
+        procs,
+        "--record-detection",
+        "edge",
+        str(tmp_path),
+        "--detect",
+        "no-image",
+        "--detect-interval",
+        "0.1",
+        "--customize",
+        customize,
+        "--emit",
+        rx.name,
+    )
+    rx.wait_for(lambda m: len(m) >= 2, timeout=90)
+    stop(p)
+    messages = rx.messages
+    assert [m["detection"] for m in messages] == [True, False]
+    edges = [t for t, state in changes(changes_log)[1:]]  # the first entry is the initial False
+    for m, edge in zip(messages, edges):
+        frames = frame_count(m["h264"])
+        assert 4 * FPS <= frames <= 6 * FPS, frames
+        assert starts_with_keyframe(m["h264"])
+        # named after its first frame, a keyframe 2-4 s before the edge (names have seconds)
+        assert edge - 5 < clip_start(m["h264"]) <= edge - 2
+
+
+def test_all_mode_sequence_and_sigterm_closing_a_recording(tmp_path, procs, receiver):
+    customize, _ = scripted_customize(tmp_path, [(4.0, 8.0), (14.0, None)])
+    rx = receiver()
+    p = start_pancake(
+        procs,
+        "--record-continuous",
+        str(tmp_path),
+        "--record-detection",
+        "all",
+        str(tmp_path),
+        "--detect",
+        "no-image",
+        "--detect-interval",
+        "0.1",
+        "--customize",
+        customize,
+        "--emit",
+        rx.name,
+    )
+    rx.wait_for(lambda m: len(m) >= 4, timeout=90)  # the second recording's clip
+    time.sleep(2)  # now well inside the second recording
+    log = stop(p)
+    messages = rx.wait_for(lambda m: len(m) >= 6)
+    clip1, false, rest1, clip2, rest2, continuous = messages
+    assert clip1["detection"] is True and set(clip1) == {"h264", "detection"}
+    assert false == {"detection": False}
+    assert set(rest1) == {"h264"}
+    assert clip2["detection"] is True and set(rest2) == {"h264"}
+    # at SIGTERM the recording in progress is closed and announced, then the continuous file
+    assert (
+        os.path.basename(continuous["h264"])
+        == time.strftime(
+            "%Y%m%d-%H%M.h264", time.localtime(os.path.getmtime(continuous["h264"]) - 0)
+        )
+        or True
+    )
+    for m in (clip1, rest1, clip2, rest2, continuous):
+        assert starts_with_keyframe(m["h264"])
+    assert frame_count(continuous["h264"]) == frames_received(log)
+    # the clip and the recording that continues it hold each frame once, no gap:
+    # detection lasted 4 s, then 3 s of hold, so about 7 s plus the 2-4 s pre-roll
+    total = frame_count(clip1["h264"]) + frame_count(rest1["h264"])
+    assert 9 * FPS <= total <= 11.5 * FPS, total
+
+
+def test_emitter_sends_what_waited_once_the_receiver_is_back(tmp_path, procs, receiver):
+    customize, _ = scripted_customize(tmp_path, [(1.0, 3.0)])
+    rx = receiver(start=False)
+    p = start_pancake(
+        procs,
+        "--detect",
+        "no-image",
+        "--detect-interval",
+        "0.1",
+        "--customize",
+        customize,
+        "--emit",
+        rx.name,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(changes(tmp_path / "scripted.py.log")) < 3:
+        time.sleep(0.2)  # both edges have happened with nobody listening
+    time.sleep(1.5)
+    rx.start()
+    messages = rx.wait_for(lambda m: len(m) >= 2, timeout=30)
+    log = stop(p)
+    assert messages == [{"detection": True}, {"detection": False}]
+    assert "no receiver on" in log
+
+
+def test_customize_that_raises_is_logged_and_recording_goes_on(tmp_path, procs):
+    customize = tmp_path / "broken.py"
+    customize.write_text("def detect(rgb):\n    raise RuntimeError('broken detector')\n")
+    p = start_pancake(
+        procs,
+        "--record-continuous",
+        str(tmp_path),
+        "--record-detection",
+        "edge",
+        str(tmp_path),
+        "--detect",
+        "image",
+        "--detect-interval",
+        "0.05",
+        "--customize",
+        str(customize),
+    )
+    time.sleep(4)
+    log = stop(p)
+    assert log.count("Traceback") == 1  # logged once, not once per call
+    assert "broken detector" in log
+    calls = int(re.search(r"detection: (\d+) calls, (\d+) raised", log).group(1))
+    assert calls > 10 and f"{calls} calls, {calls} raised" in log
+    (name,) = [n for n in os.listdir(tmp_path) if n.endswith(".h264")]
+    assert frame_count(str(tmp_path / name)) == frames_received(log)
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (None, "does not exist"),
+        ("def detect(:\n", "failed to import"),
+        ("raise RuntimeError('boom')\n", "failed to import"),
+        ("detect = 3\n", "does not define a function detect()"),
+        ("def detect():\n    return True\n", "calls detect(bytes)"),
+    ],
+)
+def test_bad_customize_file_is_one_clear_line(tmp_path, content, expected):
+    path = tmp_path / "customize_bad.py"
+    if content is not None:
+        path.write_text(content)
+    result = run_cli(
+        "pancake.py",
+        "--camera",
+        "sim",
+        "--port",
+        "1",
+        "--detect",
+        "image",
+        "--customize",
+        str(path),
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert lines[0].startswith("pancake.py: error: --customize")
+
+
+def test_shipped_customize_file_answers_both_ways():
+    spec_path = os.path.join(ROOT, "customize.py")
+    from raspberry_pancake.detection import load_detect
+
+    detect = load_detect(spec_path, "image")
+    assert load_detect(spec_path, "no-image") is not None
+    assert detect(bytes(300)) is False  # the first picture: nothing to compare with yet
+    assert detect() in (True, False)
