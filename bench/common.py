@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import struct
@@ -83,9 +84,14 @@ def wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: floa
     raise RuntimeError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
-def spawn(args: Sequence[str], prefix: Sequence[str] = ()) -> subprocess.Popen:
-    """Start ``python3 args...`` (optionally behind a prefix such as ``ip netns exec``)."""
-    return subprocess.Popen([*prefix, sys.executable, *args], cwd=ROOT)
+def spawn(args: Sequence[str], prefix: Sequence[str] = (), log=None) -> subprocess.Popen:
+    """Start ``python3 args...`` (optionally behind a prefix such as ``ip netns exec``).
+
+    ``log``: an open file for the process's stdout and stderr (default: ours).
+    """
+    return subprocess.Popen(
+        [*prefix, sys.executable, *args], cwd=ROOT, stdout=log, stderr=log
+    )
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -192,8 +198,6 @@ class FrameSource:
 
 def serve_ours(host: str, port: int, frames: List[bytes], fps: float, max_stream_fps: float):
     """Run the project's live view (FrameBroadcaster + make_app) until SIGTERM."""
-    import signal
-
     import tornado.ioloop
 
     from raspberry_pancake.camera.base import JpegFrame
@@ -281,5 +285,5 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(1, int(round(fraction * len(ordered) + 0.5)))
-    return ordered[min(rank, len(ordered)) - 1]
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]

@@ -40,7 +40,7 @@ _RECORDING_NAME = re.compile(
 _SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?:(?P<unit>[KMGT])(?:I?B)?)?", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
-T = TypeVar("T")
+_Limit = TypeVar("_Limit")
 
 
 def recording_time(name: str) -> Optional[datetime.datetime]:
@@ -90,7 +90,9 @@ def existing_directory(path: str) -> str:
     return path
 
 
-def parse_pairs(words: Sequence[str], parse_limit: Callable[[str], T]) -> List[Tuple[str, T]]:
+def parse_pairs(
+    words: Sequence[str], parse_limit: Callable[[str], _Limit]
+) -> List[Tuple[str, _Limit]]:
     """Split ``dir LIMIT [dir LIMIT ...]`` into checked (directory, limit) pairs."""
     if not words or len(words) % 2:
         raise ConfigError("expected pairs of a directory and a limit, e.g. 'h264 100 mp4 100'")
@@ -210,14 +212,14 @@ class Deleter:
         self.gone.add(path)
         return True
 
-    def is_empty(self, folder: str) -> bool:
-        """True if nothing is left in ``folder`` once what we removed is gone."""
+    def left_in(self, folder: str) -> Optional[List[str]]:
+        """Names in ``folder`` besides what we removed; None if it cannot be read."""
         try:
             names = os.listdir(folder)
         except OSError as e:
             logger.warning("cannot read %s: %s", folder, e.strerror)
-            return False
-        return all(os.path.join(folder, name) in self.gone for name in names)
+            return None
+        return sorted(n for n in names if os.path.join(folder, n) not in self.gone)
 
     def remove_folder(self, folder: str) -> bool:
         """Remove a folder that is (or in a dry run would be) empty."""
@@ -378,21 +380,21 @@ def limit_days(top: str, keep: int, deleter: Deleter) -> None:
     logger.info(
         "%s: %d day folders, keeping the newest %d, %d older to go", top, len(days), keep, len(old)
     )
-    emptied_months = []
+    touched_months = []
     for _, day in old:
         for recording in find_recordings(day):
             deleter.delete(recording)
-        if deleter.is_empty(day):
+        left = deleter.left_in(day)
+        if left == []:
             if deleter.remove_folder(day):
-                emptied_months.append(os.path.dirname(day))
-        else:
-            left = sorted(n for n in os.listdir(day) if os.path.join(day, n) not in deleter.gone)
+                touched_months.append(os.path.dirname(day))
+        elif left:
             logger.info(
                 "keeping folder %s: it still holds %s",
                 day,
                 ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else ""),
             )
-    for parents in (emptied_months, [os.path.dirname(m) for m in emptied_months]):
+    for parents in (touched_months, [os.path.dirname(m) for m in touched_months]):
         for folder in sorted(set(parents)):
-            if folder not in deleter.gone and deleter.is_empty(folder):
+            if folder not in deleter.gone and deleter.left_in(folder) == []:
                 deleter.remove_folder(folder)

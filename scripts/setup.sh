@@ -10,7 +10,7 @@ dev=no
 
 packages=(python3 python3-venv python3-pip ffmpeg fonts-dejavu-core)
 if [ "$dev" = yes ]; then
-  packages+=(ncftp openssh-server openssh-client chromium faketime iproute2 procps)
+  packages+=(ncftp openssh-server openssh-client chromium faketime iproute2 procps systemd)
 fi
 
 missing=()

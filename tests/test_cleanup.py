@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -169,6 +170,23 @@ def test_find_recordings_order_and_traps(tmp_path):
     assert deep == ["20170101-0000.h264", "20190101-0000.h264"] + ORDERED
 
 
+def test_deleter_looks_again_just_before_deleting(tmp_path):
+    """What changed since the scan (replaced by a link, written again) is kept."""
+    h264 = tmp_path / "h264"
+    for minute in range(10, 14):
+        put(h264 / f"20200623-09{minute}.h264")
+    found = cleanup.find_recordings(str(h264))
+    target = put(tmp_path / "precious.bin")
+    (h264 / "20200623-0910.h264").unlink()
+    (h264 / "20200623-0910.h264").symlink_to(target)
+    os.utime(h264 / "20200623-0911.h264")  # written to again, just now
+    (h264 / "20200623-0912.h264").unlink()
+    deleter = cleanup.Deleter()
+    assert [deleter.delete(r) for r in found] == [False, False, False, True]
+    assert names(h264) == ["20200623-0910.h264", "20200623-0911.h264"]
+    assert target.exists() and deleter.deleted == 1 and deleter.failures == 0
+
+
 def test_limit_by_number_keeps_newest(tmp_path):
     h264 = recordings_dir(tmp_path)
     result = run_script("limit_files_by_number.py", "h264", 3, cwd=tmp_path)
@@ -331,6 +349,7 @@ def test_limit_days_dry_run_changes_nothing(tmp_path):
 # --- limit_free_space -------------------------------------------------------------------
 
 
+@functools.cache
 def can_mount_tmpfs() -> bool:
     if not shutil.which("unshare") or os.geteuid() != 0:
         return False
@@ -452,7 +471,7 @@ def test_free_space_relative_to_current_disk(tmp_path):
     h264.mkdir()
     order = [f"20200623-{hour:02d}00.h264" for hour in range(10, 16)]
     for name in order:
-        (h264 / name).write_bytes(os.urandom(16 * mib))
+        (h264 / name).write_bytes(bytes(32 * mib))
         os.utime(h264 / name, (time.time() - HOUR,) * 2)
     put(h264 / "other.bin", size=mib)
     put(h264 / "20200101-0000.h264", size=mib, age=0)
@@ -461,7 +480,7 @@ def test_free_space_relative_to_current_disk(tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(names(h264)) == len(order) + 2
 
-    target = cleanup.free_bytes(str(tmp_path)) + 40 * mib
+    target = cleanup.free_bytes(str(tmp_path)) + 80 * mib
     result = run_script(
         "limit_free_space.py", "--dry-run", "--min-free", target, "h264", cwd=tmp_path
     )
@@ -469,7 +488,7 @@ def test_free_space_relative_to_current_disk(tmp_path):
     assert len(names(h264)) == len(order) + 2
     assert deletion_lines(result.stdout, "would delete")
 
-    target = cleanup.free_bytes(str(tmp_path)) + 40 * mib
+    target = cleanup.free_bytes(str(tmp_path)) + 80 * mib
     result = run_script("limit_free_space.py", "--min-free", target, "h264", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     left = [name for name in order if (h264 / name).exists()]

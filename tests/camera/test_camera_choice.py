@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 
@@ -80,8 +81,11 @@ def test_explicit_choice_opens_that_backend(name):
     ],
 )
 def test_missing_library_is_one_line_and_exit_3(choice, expected):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
     out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "pancake.py"), "--camera", choice, "--port", "0"],
+        [sys.executable, os.path.join(ROOT, "pancake.py"), "--camera", choice, "--port", port],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -12,9 +12,9 @@ import sys
 import threading
 import time
 import uuid
-from fractions import Fraction
 from email.parser import BytesParser
 from email.policy import HTTP
+from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, List, Optional
 
@@ -242,13 +242,30 @@ class Postproc:
 
 SLOW_TRANSFER_WRAPPER = """#!/bin/sh
 # Forced command: lets a test hold a transfer open while it kills the client.
+# With a rate in {rate} (bytes/s, 0 = full speed), uploads trickle in.
 case "$SSH_ORIGINAL_COMMAND" in
   *sftp-server*|scp\\ *)
     touch "{marks}/transfer.$$"
-    sleep "$(cat {delay})"
+    rate="$(cat {rate})"
+    if [ "$rate" != 0 ]; then
+      {python} -c "$TRICKLE" "$rate" | /bin/sh -c "$SSH_ORIGINAL_COMMAND"
+      exit
+    fi
     ;;
 esac
 exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
+"""
+
+TRICKLE = """TRICKLE='
+import os, sys, time
+rate = int(sys.argv[1])
+while True:
+    data = os.read(0, 1024)
+    if not data:
+        break
+    os.write(1, data)
+    time.sleep(len(data) / rate)
+'
 """
 
 
@@ -265,8 +282,8 @@ class SshServer:
         os.makedirs(self.remote)
         self.marks = os.path.join(self.dir, "marks")
         os.makedirs(self.marks)
-        self.delay_file = os.path.join(self.dir, "delay")
-        self.set_delay(0)
+        self.rate_file = os.path.join(self.dir, "rate")
+        self.set_rate(0)
         d = self.dir
         for name in ("host_key", "client_key"):
             subprocess.run(
@@ -274,7 +291,10 @@ class SshServer:
             )
         wrapper = os.path.join(d, "forced-command.sh")
         with open(wrapper, "w") as f:
-            f.write(SLOW_TRANSFER_WRAPPER.format(marks=self.marks, delay=self.delay_file))
+            script = SLOW_TRANSFER_WRAPPER.format(
+                marks=self.marks, rate=self.rate_file, python=sys.executable
+            )
+            f.write(script.replace("#!/bin/sh\n", "#!/bin/sh\n" + TRICKLE, 1))
         os.chmod(wrapper, 0o755)
         with open(f"{d}/client_key.pub") as f:
             client_pub = f.read().strip()
@@ -310,9 +330,9 @@ class SshServer:
     def scp_flag(self, remote_dir: Optional[str] = None) -> List[str]:
         return ["--upload-scp", self.user_host, str(self.port), remote_dir or self.remote]
 
-    def set_delay(self, seconds: float) -> None:
-        with open(self.delay_file, "w") as f:
-            f.write(str(seconds))
+    def set_rate(self, bytes_per_second: int) -> None:
+        with open(self.rate_file, "w") as f:
+            f.write(str(bytes_per_second))
 
     def transfers_started(self) -> int:
         return len(os.listdir(self.marks))

@@ -89,8 +89,7 @@ def test_socket_name_in_use(base_args):
         result = run_postproc(*base_args)
     assert result.returncode == 4
     assert result.stderr.strip().splitlines() == [
-        f"postproc.py: error: socket name {name!r} is in use"
-        " (is another post-processor running?)"
+        f"postproc.py: error: socket name {name!r} is in use (is another post-processor running?)"
     ]
 
 

@@ -89,7 +89,9 @@ def test_partial_name_until_complete(tmp_path):
 
 
 def test_mp4box_command_line():
-    cmd = convert.Mp4BoxConverter().command("/r/20240102-0304.h264", "/m/.x.partial.mp4", Fraction(12))
+    cmd = convert.Mp4BoxConverter().command(
+        "/r/20240102-0304.h264", "/m/.x.partial.mp4", Fraction(12)
+    )
     assert cmd == [
         "MP4Box", "-quiet", "-add", "/r/20240102-0304.h264:fps=12", "-new", "/m/.x.partial.mp4"
     ]  # fmt: skip

@@ -140,13 +140,13 @@ def test_bad_datagrams_are_dropped_then_a_good_one_passes(receiver, tmp_path, ca
         b'{"h264": "/x\\u0000.h264"}',
         b'{"mp4": "/x.mp4"}',
     ]
-    for data in bad:
-        send(receiver, data)
-    send(receiver, json.dumps({"h264": str(good), "detection": True}).encode())
-    send(receiver, b'{"detection": false}')
+    good_ones = [json.dumps({"h264": str(good), "detection": True}).encode()]
+    good_ones.append(b'{"detection": false}')
     results = []
     receiver.sock.settimeout(10)
-    for _ in range(len(bad) + 2):
+    # One at a time: the kernel queues only a few datagrams (net.unix.max_dgram_qlen).
+    for data in bad + good_ones:
+        send(receiver, data)
         results.append(receiver.receive())
     assert results[: len(bad)] == [None] * len(bad)
     assert (results[-2].h264, results[-2].detection) == (str(good), True)

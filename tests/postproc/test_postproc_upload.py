@@ -1,0 +1,187 @@
+"""Uploads to a real sshd and a real FTP server on loopback, crashes, and restarts."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from pp_helpers import FtpServer, assert_mp4, free_port, make_h264, wait_until
+
+
+def remote_files(root) -> dict:
+    """Relative path -> bytes of every file under a server's directory."""
+    found = {}
+    for base, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(base, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, root)] = f.read()
+    return found
+
+
+def local_mp4s(mp4_dir) -> dict:
+    return {n: open(os.path.join(mp4_dir, n), "rb").read() for n in os.listdir(mp4_dir)}
+
+
+def expect_tree(mp4_dir, prefix="") -> dict:
+    """What a server should hold: each mp4 once, under prefix/YYYY/MM/DD."""
+    out = {}
+    for name, data in local_mp4s(mp4_dir).items():
+        out[os.path.join(prefix, name[0:4], name[4:6], name[6:8], name)] = data
+    return out
+
+
+def test_scp_and_ftp_in_parallel_with_servers_down_then_back(postproc, dirs, sshd, ftpd, tmp_path):
+    h264, mp4 = dirs
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    pp = postproc(
+        "--convert", str(mp4), "12", "--converter", "builtin",
+        "--upload-after-convert", "2",
+        *sshd.scp_flag(), "--ssh-config", sshd.client_config,
+        *ftpd.ftp_flag("backup/cam"),
+        env={"TMPDIR": str(tmpdir)},
+    ).start()  # fmt: skip
+    for name in ("20240102-0304", "20240103-2359"):
+        pp.send({"h264": make_h264(str(h264 / f"{name}.h264"), 12, 12)})
+    pp.wait_log("uploaded 20240103-2359.mp4 to scp:", timeout=120)
+    pp.wait_log("uploaded 20240103-2359.mp4 to ftp:", timeout=120)
+    assert remote_files(sshd.remote) == expect_tree(mp4)
+    assert remote_files(ftpd.remote) == expect_tree(mp4, "backup/cam")
+    # scp -p kept the modification time.
+    local = os.stat(mp4 / "20240102-0304.mp4").st_mtime
+    remote = os.stat(os.path.join(sshd.remote, "2024/01/02/20240102-0304.mp4")).st_mtime
+    assert abs(local - remote) < 1.5
+
+    sshd.stop()
+    ftpd.stop()
+    for name in ("20240104-1000", "20240104-1015"):
+        pp.send({"h264": make_h264(str(h264 / f"{name}.h264"), 12, 12)})
+    pp.wait_log("kept for the next trigger", count=2, timeout=120)
+    assert len(remote_files(sshd.remote)) == 2 and len(remote_files(ftpd.remote)) == 2
+
+    sshd.start()
+    ftpd.start()
+    for name in ("20240105-0000", "20240105-0015"):
+        pp.send({"h264": make_h264(str(h264 / f"{name}.h264"), 12, 12)})
+    pp.wait_log("uploaded 20240105-0015.mp4 to scp:", timeout=120)
+    pp.wait_log("uploaded 20240105-0015.mp4 to ftp:", timeout=120)
+    assert len(local_mp4s(mp4)) == 6
+    assert remote_files(sshd.remote) == expect_tree(mp4)
+    assert remote_files(ftpd.remote) == expect_tree(mp4, "backup/cam")
+    assert pp.stop() == 0
+    # The FTP password never reached a command line; its 0600 login file is gone.
+    assert os.listdir(tmpdir) == []
+    assert FtpServer.password not in pp.log_text()
+
+
+def test_ftp_login_file_is_private(tmp_path, monkeypatch):
+    """The temporary ncftpput login file is 0600 while it exists."""
+    from raspberry_pancake.postproc import runner, upload
+
+    seen = {}
+
+    def fake_run(argv, timeout, stop=None, env=None):
+        login = argv[argv.index("-f") + 1]
+        seen["mode"] = stat.S_IMODE(os.stat(login).st_mode)
+        seen["text"] = open(login).read()
+        seen["argv"] = argv
+        return runner.Result(0, "")
+
+    monkeypatch.setattr(upload.runner, "run", fake_run)
+    dest = upload.FtpDestination("ftp.example", 2121, "nick", "pa ss", "bak/cam2")
+    dest.upload(str(tmp_path / "20240102-0304.mp4"), "bak/cam2/2024/01/02", None)
+    assert seen["mode"] == 0o600
+    assert seen["text"] == "host ftp.example\nuser nick\npass pa ss\n"
+    assert "pa ss" not in seen["argv"] and "-p" not in seen["argv"]
+    assert seen["argv"][-2:] == ["bak/cam2/2024/01/02", str(tmp_path / "20240102-0304.mp4")]
+    assert not os.path.exists(seen["argv"][seen["argv"].index("-f") + 1])
+
+
+def test_upload_queue_bound_drops_newest_and_logs(postproc, dirs):
+    h264, mp4 = dirs
+    dead = str(free_port())  # nothing listens there
+    pp = postproc(
+        "--convert", str(mp4), "12", "--converter", "builtin", "--upload-minutes", "0",
+        "--upload-ftp", "127.0.0.1", dead, "u", "p", "bak", "--upload-queue-size", "2",
+    ).start()  # fmt: skip
+    names = ["20240102-0001", "20240102-0002", "20240102-0003", "20240102-0004"]
+    for name in names:
+        pp.send({"h264": make_h264(str(h264 / f"{name}.h264"), 6, 12)})
+        pp.wait_log(f"converted {h264 / name}.h264")
+    log = pp.new_log()
+    assert "is full (2): dropped 20240102-0003.mp4" in log
+    assert "is full (2): dropped 20240102-0004.mp4" in log
+    assert pp.stop() == 0
+
+
+def slow_ffmpeg(tmp_path) -> str:
+    """A PATH dir whose ffmpeg marks that a conversion started, waits, then runs the real one."""
+    bin_dir = tmp_path / "slowbin"
+    bin_dir.mkdir()
+    marks = tmp_path / "ffmpeg-marks"
+    marks.mkdir()
+    script = bin_dir / "ffmpeg"
+    real = "/usr/bin/ffmpeg"
+    script.write_text(f'#!/bin/sh\ntouch "{marks}/$$"\nsleep 2\nexec {real} "$@"\n')
+    os.chmod(script, 0o755)
+    return str(bin_dir), str(marks)
+
+
+def test_kill9_during_conversion_then_restart_delivers_once(postproc, dirs, sshd, tmp_path):
+    h264, mp4 = dirs
+    bin_dir, marks = slow_ffmpeg(tmp_path)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    args = (
+        "--convert", str(mp4), "12", "--converter", "ffmpeg", "--upload-after-convert", "1",
+        *sshd.scp_flag(), "--ssh-config", sshd.client_config,
+    )  # fmt: skip
+    pp = postproc(*args, env=env).start()
+    names = ["20240102-0304", "20240102-0305", "20240102-0306"]
+    for name in names:
+        pp.send({"h264": make_h264(str(h264 / f"{name}.h264"), 24, 12)})
+    pp.wait_log("accepted", count=3)
+    wait_until(lambda: len(os.listdir(marks)) >= 1, what="a conversion to start")
+    pp.kill9()
+    assert [n for n in os.listdir(mp4) if not n.startswith(".")] == []
+
+    pp.start()
+    log = pp.wait_log("uploaded 20240102-0306.mp4", timeout=120)
+    assert "resuming 3 conversion(s)" in log
+    assert sorted(os.listdir(mp4)) == [f"{n}.mp4" for n in names]
+    for name in names:
+        assert_mp4(str(mp4 / f"{name}.mp4"), 24, 12)
+    assert remote_files(sshd.remote) == expect_tree(mp4)
+    assert pp.stop() == 0
+
+
+def test_kill9_during_upload_then_restart_overwrites_not_duplicates(postproc, dirs, sshd, tmp_path):
+    h264, mp4 = dirs
+    sshd.set_rate(20000)
+    args = (
+        "--convert", str(mp4), "12", "--converter", "builtin", "--upload-after-convert", "2",
+        *sshd.scp_flag(), "--ssh-config", sshd.client_config,
+    )  # fmt: skip
+    pp = postproc(*args).start()
+    names = ["20240102-0304", "20240103-0304"]
+    for name in names:
+        pp.send({"h264": make_h264(str(h264 / f"{name}.h264"), 36, 12, (640, 360))})
+    first = os.path.join(sshd.remote, "2024/01/02/20240102-0304.mp4")
+    full = None
+
+    def partly_there():
+        nonlocal full
+        if full is None and os.path.exists(mp4 / "20240102-0304.mp4"):
+            full = os.path.getsize(mp4 / "20240102-0304.mp4")
+        return full and os.path.exists(first) and 0 < os.path.getsize(first) < full
+
+    wait_until(partly_there, timeout=120, what="a half-uploaded file on the server")
+    pp.kill9()
+    assert 0 < os.path.getsize(first) < full  # the crash left a truncated remote file
+
+    sshd.set_rate(0)
+    pp.start()
+    log = pp.wait_log("uploaded 20240103-0304.mp4", timeout=120)
+    assert "resuming 2 upload(s)" in log
+    assert remote_files(sshd.remote) == expect_tree(mp4)
+    assert pp.stop() == 0

@@ -1,0 +1,274 @@
+"""The sim camera's end-to-end checks, run through the picamera and Picamera2 backends.
+
+Real ``pancake.py --camera picamera|picamera2`` subprocesses with tests/fakes on
+PYTHONPATH, so the backends drive the fake libraries exactly as they would drive
+the real ones: the live view over a websocket, continuous recording across a
+quarter-hour split (libfaketime), an edge clip around a scripted detection fed
+with RGB frames. Files are checked with ffprobe; each fake writes how it was
+used to a JSON file at close, checked against what the flags asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import textwrap
+import threading
+import time
+import uuid
+
+import pytest
+import tornado.websocket
+from conftest import ROOT, Pancake
+from PIL import Image
+
+pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
+
+FAKES = os.path.join(ROOT, "tests", "fakes")
+FPS = 12
+BACKENDS = ["picamera", "picamera2"]
+
+
+class Receiver:
+    """Collects the JSON datagrams pancake.py emits to a unique abstract name."""
+
+    def __init__(self):
+        self.name = f"rp-pi-test-{uuid.uuid4().hex}"
+        self.messages = []
+        self._cond = threading.Condition()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind("\0" + self.name)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except OSError:
+                return
+            with self._cond:
+                self.messages.append(json.loads(data))
+                self._cond.notify_all()
+
+    def wait_for(self, count, timeout=90.0):
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.messages) >= count, timeout):
+                raise AssertionError(f"gave up waiting; received {self.messages}")
+            return list(self.messages)
+
+    def close(self):
+        self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def run_pancake(tmp_path):
+    """Starts pancake.py on a fake Pi library; returns (process, path of the fake's usage log)."""
+    started = []
+
+    def start(backend, *args, prefix=()):
+        usage = tmp_path / f"{backend}-usage.json"
+        env = {
+            "PYTHONPATH": os.pathsep.join([FAKES, ROOT, os.environ.get("PYTHONPATH", "")]),
+            "FAKE_PICAMERA_LOG": str(usage),
+            "FAKE_PICAMERA2_LOG": str(usage),
+            "TZ": "UTC",
+        }
+        p = Pancake("--camera", backend, "--fps", str(FPS), *args, env=env, prefix=prefix)
+        started.append(p)
+        return p, usage
+
+    yield start
+    for p in started:
+        p.stop(timeout=60)
+
+
+def stop(p):
+    rc, out = p.stop(timeout=60)
+    assert rc == 0, out
+    assert "Traceback" not in out, out
+    return out
+
+
+def ffprobe(path, *entries):
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", *entries, "-of", "csv=p=0", path],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return out.stdout.strip()
+
+
+def frame_count(path):
+    return int(ffprobe(str(path), "-count_frames", "-show_entries", "stream=nb_read_frames"))
+
+
+def frame_size(path):
+    w, h = ffprobe(str(path), "-show_entries", "stream=width,height").split(",")
+    return int(w), int(h)
+
+
+def starts_with_keyframe(path):
+    first = ffprobe(str(path), "-read_intervals", "%+#1", "-show_entries", "frame=key_frame")
+    return first.splitlines()[0] == "1"
+
+
+def frames_received(log):
+    import re
+
+    return int(re.search(r"recording received (\d+) H.264 frames", log).group(1))
+
+
+def usage_of(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+async def watch(port, count):
+    ws = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/websocket")
+    frames = []
+    for _ in range(count):
+        await ws.write_message("read_frame")
+        frames.append(await asyncio.wait_for(ws.read_message(), 30))
+    ws.close()
+    return frames
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_live_view_serves_the_cameras_jpegs(backend, run_pancake):
+    p, usage = run_pancake(backend, "--resolution", "320", "240", "--max-stream-fps", "30")
+    frames = asyncio.run(watch(p.port, 6))
+    stop(p)
+    assert len({hashlib.sha1(f).hexdigest() for f in frames}) == 6
+    for data in frames:
+        picture = Image.open(io.BytesIO(data))
+        assert picture.format == "JPEG" and picture.size == (320, 240)
+    log = usage_of(usage)["log"]
+    if backend == "picamera":
+        (start,) = [e for e in log if e[0] == "start_recording"]
+        assert start[2] == "mjpeg" and start[3] is None
+    else:
+        (start,) = [e for e in log if e[0] == "start_encoder"]
+        assert start[1] == "MJPEGEncoder" and start[2] == "main"
+    assert log[-1][0] in ("close", "stop")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_continuous_recording_splits_at_the_quarter_hour(backend, run_pancake, receiver, tmp_path):
+    if shutil.which("faketime") is None:
+        pytest.skip("needs libfaketime's faketime command")
+    out_dir = tmp_path / "h264"
+    out_dir.mkdir()
+    p, usage = run_pancake(
+        backend,
+        "--record-continuous",
+        str(out_dir),
+        "--record-resize",
+        "256",
+        "192",
+        "--emit",
+        receiver.name,
+        prefix=("faketime", "2020-06-23 17:14:50"),
+    )
+    receiver.wait_for(1)  # the first file is announced at the split, 17:15:00
+    first, second = out_dir / "20200623-1714.h264", out_dir / "20200623-1715.h264"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and second.stat().st_size < 20000:
+        time.sleep(0.2)
+    log = stop(p)
+    assert receiver.wait_for(2) == [{"h264": str(first)}, {"h264": str(second)}]
+    assert sorted(os.listdir(out_dir)) == [first.name, second.name]
+    counts = [frame_count(first), frame_count(second)]
+    assert all(counts) and sum(counts) == frames_received(log)
+    for path in (first, second):
+        assert starts_with_keyframe(path) and frame_size(path) == (256, 192)
+    assert counts[0] % FPS == 0  # split at a keyframe; keyframes once a second
+    used = usage_of(usage)
+    if backend == "picamera":
+        (h264,) = [r for r in used["recordings"] if r["format"] == "h264"]
+        assert h264["resize"] == [256, 192]
+        assert h264["options"] == {"inline_headers": True, "intra_period": FPS}
+    else:
+        (h264,) = [e for e in used["log"] if e[0] == "start_encoder"]
+        assert h264[1] == "H264Encoder" and h264[3]["iperiod"] == FPS and h264[3]["repeat"]
+
+
+def scripted_customize(tmp_path, start, end, size):
+    """detect(rgb) true from ``start`` to ``end`` s after import; logs its changes and sizes."""
+    log = tmp_path / "detect.log"
+    path = tmp_path / "scripted.py"
+    path.write_text(
+        textwrap.dedent(f"""\
+        import time
+
+        T0 = time.time()
+        _last = [None]
+
+
+        def detect(rgb):
+            with open({str(log)!r}, "a") as f:
+                if len(rgb) != {size}:
+                    f.write("size %d\\n" % len(rgb))
+                t = time.time() - T0
+                state = {start} <= t < {end}
+                if state != _last[0]:
+                    _last[0] = state
+                    f.write("%r %s\\n" % (time.time(), state))
+            return state
+        """)
+    )
+    return str(path), log
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_edge_clips_around_a_scripted_detection(backend, run_pancake, receiver, tmp_path):
+    out_dir = tmp_path / "clips"
+    out_dir.mkdir()
+    # late enough that the pre-roll has frames after the camera's 2 s warm-up
+    customize, detect_log = scripted_customize(tmp_path, 8.0, 13.0, 100 * 60 * 3)
+    p, _ = run_pancake(
+        backend,
+        "--record-detection",
+        "edge",
+        str(out_dir),
+        "--detect",
+        "image",
+        "--detect-resize",
+        "100",
+        "60",
+        "--detect-interval",
+        "0.1",
+        "--customize",
+        customize,
+        "--emit",
+        receiver.name,
+    )
+    messages = receiver.wait_for(2, timeout=120)
+    stop(p)
+    assert [m["detection"] for m in messages] == [True, False]
+    lines = detect_log.read_text().splitlines()
+    assert not [line for line in lines if line.startswith("size")], "RGB of the wrong size"
+    edges = [float(line.split()[0]) for line in lines[1:]]  # the first line: initial False
+    assert len(edges) == 2
+    for m, edge in zip(messages, edges):
+        frames = frame_count(m["h264"])
+        assert 4 * FPS <= frames <= 6 * FPS, frames
+        assert starts_with_keyframe(m["h264"]) and frame_size(m["h264"]) == (320, 240)
+        stamp = os.path.basename(m["h264"])[:15]
+        start = time.mktime(time.strptime(stamp, "%Y%m%d-%H%M%S")) - time.timezone
+        assert edge - 5 < start <= edge - 2
