@@ -89,9 +89,7 @@ def spawn(args: Sequence[str], prefix: Sequence[str] = (), log=None) -> subproce
 
     ``log``: an open file for the process's stdout and stderr (default: ours).
     """
-    return subprocess.Popen(
-        [*prefix, sys.executable, *args], cwd=ROOT, stdout=log, stderr=log
-    )
+    return subprocess.Popen([*prefix, sys.executable, *args], cwd=ROOT, stdout=log, stderr=log)
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -164,7 +162,9 @@ class FrameSource:
     handed to ``publish(data, index, when)`` on this thread.
     """
 
-    def __init__(self, frames: List[bytes], fps: float, publish: Callable[[bytes, int, float], None]):
+    def __init__(
+        self, frames: List[bytes], fps: float, publish: Callable[[bytes, int, float], None]
+    ):
         self.frames = frames
         self.period = 1.0 / fps
         self.publish = publish

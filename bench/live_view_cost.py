@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Server CPU per delivered live-view frame, against a bare tornado websocket server.
 
-Both servers run as subprocesses fed by the same pre-encoded 640x480 JPEGs at
+Both servers run side by side, as subprocesses fed by the same pre-encoded 640x480 JPEGs at
 30 fps from a thread (as a capture thread would feed them) and speak the same
 ``read_frame`` protocol; the bare one just hands every new frame to whoever
 asked, with no rate cap and no bookkeeping. The viewers live in this process and
@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import common
 
@@ -78,10 +79,9 @@ def serve(kind: str, port: int) -> None:
 # --- the driver -------------------------------------------------------------
 
 
-async def measure(kind: str, viewers: int, warmup: float, duration: float) -> Dict[str, float]:
-    port = common.free_port()
+def server_args(kind: str, port: int) -> List[str]:
     if kind == "pancake":
-        args = [
+        return [
             "pancake.py",
             "--camera",
             "sim",
@@ -94,42 +94,65 @@ async def measure(kind: str, viewers: int, warmup: float, duration: float) -> Di
             "--max-stream-fps",
             str(FPS),
         ]
-    else:
-        args = [__file__, "serve", kind, "--port", str(port)]
+    return [__file__, "serve", kind, "--port", str(port)]
+
+
+async def measure(
+    kinds: List[str], viewers: int, warmup: float, duration: float
+) -> Dict[str, Dict[str, float]]:
+    """Run the servers side by side, each with its own viewers, over the same window.
+
+    Side by side, whatever else loads the machine weighs on both alike.
+    """
+    servers: Dict[str, subprocess.Popen] = {}
+    watchers: Dict[str, common.Viewers] = {}
     # pancake.py logs every viewer at INFO: keep that out of the table
     log = tempfile.TemporaryFile()
-    server = common.spawn(args, log=log)
-    watchers: Optional[common.Viewers] = None
     try:
-        common.wait_for_port(HOST, port, server)
-        watchers = common.Viewers(f"ws://{HOST}:{port}/websocket", viewers)
-        await watchers.start()
+        for kind in kinds:
+            port = common.free_port()
+            servers[kind] = common.spawn(server_args(kind, port), log=log)
+            common.wait_for_port(HOST, port, servers[kind])
+            watchers[kind] = common.Viewers(f"ws://{HOST}:{port}/websocket", viewers)
+            await watchers[kind].start()
         await asyncio.sleep(warmup)
-        cpu0, frames0, t0 = common.cpu_seconds(server.pid), watchers.frames, time.monotonic()
+        before = {k: (common.cpu_seconds(p.pid), watchers[k].frames) for k, p in servers.items()}
+        t0 = time.monotonic()
         await asyncio.sleep(duration)
-        cpu1, frames1, t1 = common.cpu_seconds(server.pid), watchers.frames, time.monotonic()
-        if watchers.failures:
-            raise RuntimeError(f"{kind}: viewers failed: {watchers.failures[:3]}")
+        after = {k: (common.cpu_seconds(p.pid), watchers[k].frames) for k, p in servers.items()}
+        elapsed = time.monotonic() - t0
+        for kind, group in watchers.items():
+            if group.failures:
+                raise RuntimeError(f"{kind}: viewers failed: {group.failures[:3]}")
     finally:
-        if watchers is not None:
-            await watchers.close()
-        common.stop(server)
-        if server.returncode not in (0, -15):
+        for group in watchers.values():
+            await group.close()
+        for server in servers.values():
+            common.stop(server)
+        if any(server.returncode not in (0, -15) for server in servers.values()):
             log.seek(0)
             sys.stderr.write(log.read()[-2000:].decode(errors="replace"))
         log.close()
-    frames = frames1 - frames0
-    elapsed = t1 - t0
-    return {
-        "cpu_per_frame_us": 1e6 * (cpu1 - cpu0) / max(frames, 1),
-        "cpu_percent": 100 * (cpu1 - cpu0) / elapsed,
-        "fps_per_viewer": frames / elapsed / viewers,
-    }
+    results = {}
+    for kind in kinds:
+        cpu = after[kind][0] - before[kind][0]
+        frames = after[kind][1] - before[kind][1]
+        results[kind] = {
+            "cpu_per_frame_us": 1e6 * cpu / max(frames, 1),
+            "cpu_percent": 100 * cpu / elapsed,
+            "fps_per_viewer": frames / elapsed / viewers,
+        }
+    return results
 
 
 async def run_all(counts: List[int], warmup: float, duration: float, full: bool) -> None:
-    print(f"live view cost: {SIZE[0]}x{SIZE[1]} at {FPS} fps, --max-stream-fps {FPS}, ")
-    print(f"{duration:g} s per configuration after {warmup:g} s warm-up; load {common.load_average()}")
+    print(
+        f"live view cost: {SIZE[0]}x{SIZE[1]} at {FPS} fps, --max-stream-fps {FPS}; bare and ours"
+    )
+    print(
+        f"side by side, {duration:g} s per viewer count after {warmup:g} s warm-up; "
+        f"load {common.load_average()}"
+    )
     print()
     header = (
         f"{'viewers':>7}  {'bare us/frame':>13}  {'ours us/frame':>13}  {'ratio':>5}  "
@@ -137,8 +160,8 @@ async def run_all(counts: List[int], warmup: float, duration: float, full: bool)
     )
     print(header)
     for count in counts:
-        bare = await measure("bare", count, warmup, duration)
-        ours = await measure("ours", count, warmup, duration)
+        pair = await measure(["bare", "ours"], count, warmup, duration)
+        bare, ours = pair["bare"], pair["ours"]
         ratio = ours["cpu_per_frame_us"] / bare["cpu_per_frame_us"]
         print(
             f"{count:>7}  {bare['cpu_per_frame_us']:>13.0f}  {ours['cpu_per_frame_us']:>13.0f}  "
@@ -149,10 +172,10 @@ async def run_all(counts: List[int], warmup: float, duration: float, full: bool)
     if not full:
         return
     print()
-    print("for information: the whole pancake.py --camera sim (draws and encodes the JPEGs)")
+    print("for information: the whole pancake.py --camera sim (draws and encodes the JPEGs), alone")
     print(f"{'viewers':>7}  {'us/frame':>9}  {'CPU%':>6}  {'fps/viewer':>10}")
     for count in counts:
-        whole = await measure("pancake", count, warmup, duration)
+        whole = (await measure(["pancake"], count, warmup, duration))["pancake"]
         print(
             f"{count:>7}  {whole['cpu_per_frame_us']:>9.0f}  {whole['cpu_percent']:>6.1f}  "
             f"{whole['fps_per_viewer']:>10.1f}",
@@ -168,7 +191,7 @@ def main(argv: List[str]) -> int:
     serve_parser = sub.add_parser("serve", help="(internal) run one server under test")
     serve_parser.add_argument("kind", choices=["bare", "ours"])
     serve_parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds measured")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds measured")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     parser.add_argument("--viewers", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument(

@@ -313,7 +313,7 @@ def run_quietly(command: List[str]) -> None:
 
 
 def run_once(duration: float, links: Optional[NetnsLinks], workdir: str) -> Dict[str, dict]:
-    servers, viewers, outputs = [], [], {}
+    servers, viewers, outputs, started = [], [], {}, []
     try:
         for i, kind in enumerate(SERVERS):
             host = links.addresses(i)[0] if links else "127.0.0.1"
@@ -331,7 +331,7 @@ def run_once(duration: float, links: Optional[NetnsLinks], workdir: str) -> Dict
         for process in started:
             process.wait(timeout=duration + 60)
     finally:
-        for process in servers:
+        for process in started + servers:
             common.stop(process)
     results = {}
     for kind, path in outputs.items():
@@ -403,7 +403,9 @@ def main(argv: List[str]) -> int:
         if links
         else f"loopback, viewer reads at 2 Mbit/s, SO_RCVBUF {SLOW_READER_RCVBUF}"
     )
-    print(f"live view freshness: {SIZE[0]}x{SIZE[1]} JPEGs of {mean_size / 1000:.1f} KB at {FPS} fps")
+    print(
+        f"live view freshness: {SIZE[0]}x{SIZE[1]} JPEGs of {mean_size / 1000:.1f} KB at {FPS} fps"
+    )
     print(f"link: {link_name}; {args.duration:g} s, all three servers at once")
     print(
         f"frame-transfer time T = {transfer * 1000:.0f} ms; goal for ours: "
@@ -431,8 +433,10 @@ def main(argv: List[str]) -> int:
     ours = summarize(results["ours"], args.duration)
     verdict = "met" if max(ours["first_p95"], ours["last_p95"]) < bound else "missed"
     print()
-    print(f"ours: p95 {max(ours['first_p95'], ours['last_p95']) * 1000:.0f} ms vs bound "
-          f"{bound * 1000:.0f} ms: goal {verdict}")
+    print(
+        f"ours: p95 {max(ours['first_p95'], ours['last_p95']) * 1000:.0f} ms vs bound "
+        f"{bound * 1000:.0f} ms: goal {verdict}"
+    )
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import List, Optional
 
 from ..exc import ConfigError
 from . import runner
-from .errors import ConversionError
+from .errors import ConversionError, StoppedError
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +76,12 @@ class Mp4BoxConverter(ExternalConverter):
 
 
 class FfmpegConverter(ExternalConverter):
-    """ffmpeg stream copy; the raw h264 demuxer takes the rate before ``-i``.
+    """ffmpeg stream copy; the rate goes before ``-i`` (raw h264 has no timing).
 
-    The track timescale is a multiple of the rate so that every frame lasts a whole
-    number of ticks and the duration comes out as frames/fps.
+    ``-framerate`` alone lets the demuxer's timestamps drift by a tick every hundred
+    frames or so; the input option ``-r`` makes ffmpeg number the frames at exactly
+    the rate. The track timescale is a multiple of the rate, so every frame lasts a
+    whole number of ticks and the duration comes out as frames/fps.
     """
 
     name = "ffmpeg"
@@ -96,6 +98,8 @@ class FfmpegConverter(ExternalConverter):
             "-f",
             "h264",
             "-framerate",
+            f"{rate.numerator}/{rate.denominator}",
+            "-r",
             f"{rate.numerator}/{rate.denominator}",
             "-i",
             src,
@@ -137,7 +141,7 @@ class BuiltinConverter(Converter):
                         if packet.size == 0:
                             continue
                         if stop.is_set():
-                            raise ConversionError("interrupted by shutdown")
+                            raise StoppedError("conversion interrupted by shutdown")
                         packet.stream = out_stream
                         packet.time_base = time_base
                         packet.pts = packet.dts = frames

@@ -59,7 +59,11 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.stop = threading.Event()
         self.receiver = Receiver(settings.socket_name)
-        self.store = StateStore(settings.state_path)
+        try:
+            self.store = StateStore(settings.state_path)
+        except BaseException:
+            self.receiver.close()
+            raise
         self.schedule = MinuteSchedule(settings.upload_minutes, dt.datetime.now())
         self.uploaders = [
             UploadWorker(i, self.store, d, self.stop) for i, d in enumerate(settings.destinations)
@@ -175,8 +179,11 @@ class Daemon:
         self.wake_notifiers()
 
     def _join_workers(self) -> None:
+        workers = [self.converter, *self.uploaders, *self.notifiers]
+        for worker in workers:
+            worker.wake()  # the stop event is set: a woken worker returns at once
         deadline = time.monotonic() + STOP_GRACE
-        for worker in [self.converter, *self.uploaders, *self.notifiers]:
+        for worker in workers:
             if worker.is_alive():
                 worker.join(max(0.0, deadline - time.monotonic()))
             if worker.is_alive():

@@ -154,6 +154,8 @@ class FtpDestination(Destination):
             "-t",
             str(3 * CONNECT_TIMEOUT),  # an idle timeout: a stalled server, not a slow one
             "-V",
+            "-r",
+            "0",  # no redial here: a failed upload is retried at the next trigger
             "-m",
             "-T",
             ".partial.",

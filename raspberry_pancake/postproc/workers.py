@@ -171,6 +171,7 @@ class UploadWorker(Worker):
                     "upload to %s still running: trigger (%s) skipped", self.destination, reason
                 )
                 return
+            logger.info("upload to %s triggered (%s)", self.destination, reason)
             self._wake.set()
 
     def run(self) -> None:

@@ -125,18 +125,24 @@ class LiveViewSocket(tornado.websocket.WebSocketHandler):
         self.timer = None
         if not self.asked or self.ws_connection is None:
             return
+        frame = self.broadcaster.latest
+        if frame is None or frame.index <= self.last_index:
+            self.broadcaster.call_on_next_frame(self._answer)
+            return
         loop = tornado.ioloop.IOLoop.current()
         now = loop.time()
         if now < self.next_allowed:
             self.timer = loop.call_at(self.next_allowed, self._answer)
             return
-        frame = self.broadcaster.latest
-        if frame is None or frame.index <= self.last_index:
-            self.broadcaster.call_on_next_frame(self._answer)
-            return
         self.asked = False
         self.last_index = frame.index
-        self.next_allowed = now + self.min_interval
+        # Slots of 1/max_stream_fps: a viewer that keeps up stays on its slots, so a
+        # little jitter does not push every send later until a frame is skipped; a
+        # viewer that fell behind starts afresh, never with a burst.
+        if now - self.next_allowed < self.min_interval:
+            self.next_allowed += self.min_interval
+        else:
+            self.next_allowed = now + self.min_interval
         try:
             self.write_message(frame.data, binary=True)
         except tornado.websocket.WebSocketClosedError:

@@ -122,3 +122,14 @@ def test_default_state_path():
     assert default_state_path("ppp", env) == "/var/lib/pancake/postproc-ppp.sqlite"
     env = {"XDG_STATE_HOME": "/home/pi/.state"}
     assert default_state_path("a/b", env) == "/home/pi/.state/raspberry-pancake/postproc-a_b.sqlite"
+
+
+def test_log_file_rotates_at_midnight_and_keeps_33_days(tmp_path):
+    from raspberry_pancake.postproc.cli import _log_handler
+
+    handler = _log_handler(str(tmp_path / "postproc.log"))
+    try:
+        assert handler.when == "MIDNIGHT" and handler.backupCount == 33
+    finally:
+        handler.close()
+    assert _log_handler(None) is None  # stdout

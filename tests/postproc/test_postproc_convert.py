@@ -22,7 +22,9 @@ def converter(request):
     return convert.select_converter(request.param)
 
 
-@pytest.mark.parametrize("fps,frames,size", [(12, 30, (320, 240)), (30, 95, (640, 360))])
+@pytest.mark.parametrize(
+    "fps,frames,size", [(12, 30, (320, 240)), (30, 95, (640, 360)), (30, 450, (160, 120))]
+)
 def test_sim_recording(converter, tmp_path, fps, frames, size):
     src = make_h264(str(tmp_path / "20240102-0304.h264"), frames, fps, size)
     out = convert.convert_file(converter, src, str(tmp_path), Fraction(fps))
@@ -121,6 +123,17 @@ def test_explicit_converter_must_exist(tmp_path, monkeypatch):
         convert.select_converter("mp4box")
     with pytest.raises(ConfigError, match="ffmpeg is not on PATH"):
         convert.select_converter("ffmpeg")
+
+
+def test_builtin_stops_on_shutdown(pi_h264, tmp_path):
+    """Shutdown is not a failed conversion: the job must stay queued for the restart."""
+    from raspberry_pancake.postproc.errors import StoppedError
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(StoppedError):
+        convert.convert_file(convert.BuiltinConverter(), pi_h264, str(tmp_path), Fraction(12), stop)
+    assert os.listdir(tmp_path) == []
 
 
 def test_ffmpeg_stops_on_shutdown(pi_h264, tmp_path, monkeypatch):

@@ -70,6 +70,7 @@ def test_scp_and_ftp_in_parallel_with_servers_down_then_back(postproc, dirs, ssh
     assert remote_files(sshd.remote) == expect_tree(mp4)
     assert remote_files(ftpd.remote) == expect_tree(mp4, "backup/cam")
     assert pp.stop() == 0
+    assert "did not stop in time" not in pp.log_text()
     # The FTP password never reached a command line; its 0600 login file is gone.
     assert os.listdir(tmpdir) == []
     assert FtpServer.password not in pp.log_text()
@@ -173,15 +174,97 @@ def test_kill9_during_upload_then_restart_overwrites_not_duplicates(postproc, di
         nonlocal full
         if full is None and os.path.exists(mp4 / "20240102-0304.mp4"):
             full = os.path.getsize(mp4 / "20240102-0304.mp4")
-        return full and os.path.exists(first) and 0 < os.path.getsize(first) < full
+        return full and os.path.exists(first) and os.path.getsize(first) < full
 
     wait_until(partly_there, timeout=120, what="a half-uploaded file on the server")
     pp.kill9()
-    assert 0 < os.path.getsize(first) < full  # the crash left a truncated remote file
+    assert os.path.getsize(first) < full  # the crash left a truncated remote file
 
     sshd.set_rate(0)
     pp.start()
     log = pp.wait_log("uploaded 20240103-0304.mp4", timeout=120)
     assert "resuming 2 upload(s)" in log
+    assert remote_files(sshd.remote) == expect_tree(mp4)
+    assert pp.stop() == 0
+
+
+def test_minute_schedule_triggers_upload(postproc, dirs, ftpd):
+    """Every minute listed: the next minute boundary starts an upload (waits up to 60 s)."""
+    import datetime as dt
+    import time
+
+    h264, mp4 = dirs
+    if dt.datetime.now().second >= 50:  # leave time to convert before the boundary
+        time.sleep(61 - dt.datetime.now().second)
+    pp = postproc(
+        "--convert", str(mp4), "12", "--converter", "builtin",
+        "--upload-minutes", *[str(m) for m in range(60)], *ftpd.ftp_flag("cam"),
+    ).start()  # fmt: skip
+    pp.send({"h264": make_h264(str(h264 / "20240102-0304.h264"), 12, 12)})
+    pp.wait_log("converted")
+    assert "triggered" not in pp.new_log()
+    log = pp.wait_log("uploaded 20240102-0304.mp4", timeout=150)
+    assert "triggered (minute schedule)" in log
+    assert remote_files(ftpd.remote) == expect_tree(mp4, "cam")
+    assert pp.stop() == 0
+
+
+def test_kill9_during_ftp_upload_leaves_no_duplicate(postproc, dirs, tmp_path, request):
+    """ncftpput writes a fixed temporary name; the retry replaces it and renames it."""
+    h264, mp4 = dirs
+    slow = FtpServer(tmp_path, read_limit=20000)
+    slow.start()
+    request.addfinalizer(slow.stop)
+    args = (
+        "--convert", str(mp4), "12", "--converter", "builtin", "--upload-after-convert", "1",
+        *slow.ftp_flag("cam"),
+    )  # fmt: skip
+    pp = postproc(*args).start()
+    pp.send({"h264": make_h264(str(h264 / "20240102-0304.h264"), 36, 12, (640, 360))})
+    day = os.path.join(slow.remote, "cam/2024/01/02")
+    wait_until(
+        lambda: os.path.isdir(day) and any(n.startswith(".partial.") for n in os.listdir(day)),
+        timeout=120,
+        what="a partial upload on the FTP server",
+    )
+    pp.kill9()
+    slow.stop()
+    assert "20240102-0304.mp4" not in os.listdir(day)  # only the temporary name exists
+
+    slow.read_limit = 0  # same port and directory, full speed
+    slow.start()
+    pp.start()
+    log = pp.wait_log("uploaded 20240102-0304.mp4", timeout=120)
+    assert "resuming 1 upload(s)" in log
+    assert remote_files(slow.remote) == expect_tree(mp4, "cam")
+    assert pp.stop() == 0
+
+
+def test_trigger_during_upload_is_skipped_and_sigterm_keeps_the_rest(postproc, dirs, sshd):
+    h264, mp4 = dirs
+    sshd.set_rate(15000)
+    args = (
+        "--convert", str(mp4), "12", "--converter", "builtin", "--upload-after-convert", "1",
+        *sshd.scp_flag(), "--ssh-config", sshd.client_config,
+    )  # fmt: skip
+    pp = postproc(*args).start()
+    clip = make_h264(str(h264 / "20240102-0001.h264"), 36, 12, (640, 360))
+    pp.send({"h264": clip})
+    wait_until(lambda: sshd.transfers_started() >= 1, what="the first transfer")
+    pp.send({"h264": make_h264(str(h264 / "20240102-0002.h264"), 12, 12)})
+    pp.wait_log("still running: trigger (after conversions) skipped")
+    pp.wait_log("uploaded 20240102-0001.mp4", timeout=120)
+    assert "20240102-0002.mp4 to" not in pp.new_log()  # it waits for the next trigger
+
+    pp.send({"h264": make_h264(str(h264 / "20240102-0003.h264"), 36, 12, (640, 360))})
+    pp.wait_log(": 2 file(s)")  # the second round takes 0002 and 0003
+    pp.wait_log("uploaded 20240102-0002.mp4", timeout=120)
+    assert pp.stop() == 0  # while 0003 trickles in
+    log = pp.new_log()
+    assert "uploaded 20240102-0003.mp4" not in log and "did not stop in time" not in log
+
+    sshd.set_rate(0)
+    pp.start()
+    pp.wait_log("uploaded 20240102-0003.mp4", timeout=120)
     assert remote_files(sshd.remote) == expect_tree(mp4)
     assert pp.stop() == 0

@@ -1,9 +1,13 @@
 import hashlib
 import os
 import pty
+import select
+import signal
 import stat
 import subprocess
 import sys
+import termios
+import time
 
 import pytest
 
@@ -89,8 +93,16 @@ def test_set_password_rejects_short_and_unwritable(tmp_path):
     assert r.returncode != 0 and "cannot write" in r.stderr and "Traceback" not in r.stderr
 
 
-def _run_on_terminal(args, answers):
-    """Run set_password.py on a pseudo-terminal, typing ``answers`` at its prompts."""
+def _echo_is_off(fd) -> bool:
+    return not termios.tcgetattr(fd)[3] & termios.ECHO
+
+
+def _run_on_terminal(args, answers, timeout=30.0):
+    """Run set_password.py on a pseudo-terminal, typing ``answers`` at its prompts.
+
+    getpass turns echo off and flushes pending input before it reads, so each
+    answer is typed only once the terminal's echo is off.
+    """
     pid, fd = pty.fork()
     if pid == 0:  # child
         os.execv(
@@ -98,17 +110,23 @@ def _run_on_terminal(args, answers):
         )
     output = b""
     pending = list(answers)
-    while True:
-        try:
-            chunk = os.read(fd, 1024)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-        if pending and output.rstrip().endswith(b":"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        # one colon per prompt; the answers are not echoed
+        answered = len(answers) - len(pending)
+        if pending and output.count(b":") > answered and _echo_is_off(fd):
             os.write(fd, pending.pop(0).encode() + b"\n")
-            output += b"\n"
+    else:
+        os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
 

@@ -1,0 +1,142 @@
+"""Conversion time of a 15-minute 1280x720 30 fps recording, per converter, against cp.
+
+cp of the same file, in the same run, is the physical floor: a remux reads the
+whole input and writes about as much. The goal for the default converter is at
+most 2x cp. Run from the project root:
+
+    python3 bench/postproc_convert.py [--minutes 15] [--repeat 3] [--workdir DIR]
+
+The recording is made once with ffmpeg (testsrc2, libx264, no B-frames, a keyframe
+every second, about the bitrate of a Pi camera at 720p) and kept in the workdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from raspberry_pancake.postproc import convert  # noqa: E402
+
+FPS = 30
+SIZE = "1280x720"
+
+
+def make_recording(workdir: str, minutes: int) -> str:
+    """One minute encoded once, its Annex B stream repeated: every copy starts at an IDR."""
+    final = os.path.join(workdir, f"20240102-0300-{minutes}min.h264")
+    if os.path.exists(final):
+        return final
+    one = os.path.join(workdir, "one-minute.h264")
+    if not os.path.exists(one):
+        print("encoding one minute of 1280x720 at 30 fps ...", flush=True)
+        subprocess.run(
+            [
+                "ffmpeg", "-nostdin", "-v", "error", "-y",
+                "-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate={FPS}",
+                "-frames:v", str(60 * FPS), "-c:v", "libx264", "-preset", "ultrafast",
+                "-b:v", "6M", "-g", str(FPS), "-bf", "0", "-f", "h264", one,
+            ],
+            check=True,
+        )  # fmt: skip
+    with open(final + ".tmp", "wb") as out:
+        for _ in range(minutes):
+            with open(one, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+    os.replace(final + ".tmp", final)
+    return final
+
+
+def evict(path: str) -> None:
+    """Drop one file's pages from the page cache (only this file: others are untouched)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def timed(fn, cold_input: str = "") -> float:
+    if cold_input:
+        evict(cold_input)
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def packets(path: str) -> int:
+    out = subprocess.run(
+        [
+            "ffprobe", "-v", "error", "-count_packets", "-select_streams", "v:0",
+            "-show_entries", "stream=nb_read_packets,duration", "-of", "json", path,
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    stream = json.loads(out.stdout)["streams"][0]
+    return int(stream["nb_read_packets"]), float(stream["duration"])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=int, default=15)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument(
+        "--cold", action="store_true", help="evict the input from the page cache before each run"
+    )
+    p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "pancake-bench"))
+    args = p.parse_args()
+    os.makedirs(args.workdir, exist_ok=True)
+    src = make_recording(args.workdir, args.minutes)
+    size_mb = os.path.getsize(src) / 1e6
+    frames = args.minutes * 60 * FPS
+    out_dir = os.path.join(args.workdir, "out")
+    os.makedirs(out_dir, exist_ok=True)
+    copy_target = os.path.join(out_dir, "copy.h264")
+
+    def run_cp():
+        subprocess.run(["cp", src, copy_target], check=True)
+
+    candidates = [("cp", run_cp)]
+    for name in ("builtin", "ffmpeg", "mp4box"):
+        try:
+            conv = convert.select_converter(name)
+        except Exception as e:  # not installed here
+            print(f"{name}: skipped ({e})")
+            continue
+        candidates.append(
+            (name, lambda c=conv: convert.convert_file(c, src, out_dir, Fraction(FPS)))
+        )
+    default = convert.select_converter("auto").name
+    print(f"input: {src} ({size_mb:.0f} MB, {frames} frames); default converter: {default}")
+    run_cp()  # warm the page cache (unless --cold evicts the input before each run)
+    results = {}
+    for _ in range(args.repeat):
+        for name, fn in candidates:  # interleaved, so drift hits all alike
+            results.setdefault(name, []).append(timed(fn, src if args.cold else ""))
+            if name != "cp":
+                got = packets(os.path.join(out_dir, convert.mp4_name(src)))
+                assert got[0] == frames, (name, got)
+                assert abs(got[1] - frames / FPS) < 2e-6, (name, got)
+    floor = statistics.median(results["cp"])
+    cache = "input evicted from the page cache" if args.cold else "input in the page cache"
+    print(f"{'method':10} {'median s':>9} {'x cp':>6}   ({args.repeat} runs, {cache})")
+    for name, times in results.items():
+        med = statistics.median(times)
+        mark = "  <- default" if name == default else ""
+        print(f"{name:10} {med:9.2f} {med / floor:6.2f}{mark}")
+    os.remove(copy_target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
