@@ -44,3 +44,30 @@ class AddressInUseError(UserError, OSError):
 
 class ProtocolError(PancakeError, ValueError):
     """A datagram that does not follow the message protocol."""
+
+
+# Run-time failures of postproc's work items: logged and contained by the worker
+# that meets them, never an exit code.
+
+
+class ConversionError(PancakeError, RuntimeError):
+    """An h264 file could not be turned into an mp4."""
+
+
+class UploadError(PancakeError, OSError):
+    """A transfer to one destination failed; the file stays queued."""
+
+
+class NotifyError(PancakeError, OSError):
+    """A Telegram request failed."""
+
+    def __init__(self, message: str, permanent: bool = False, retry_after: float = 0.0):
+        super().__init__(message)
+        #: True when retrying cannot help (bad token, unknown chat, bad request).
+        self.permanent = permanent
+        #: Seconds the Bot API asked us to wait (HTTP 429), 0 otherwise.
+        self.retry_after = retry_after
+
+
+class StoppedError(PancakeError, RuntimeError):
+    """The daemon is shutting down; the interrupted item stays in the state file."""

@@ -11,7 +11,7 @@ import pytest
 import tornado.websocket
 from PIL import Image
 
-from tests.conftest import free_port, run_cli
+from tests.helpers import free_port, run_cli
 
 
 def one_line_error(result, *needles):

@@ -18,7 +18,7 @@ import time
 import uuid
 
 import pytest
-from conftest import ROOT, Pancake, run_cli
+from tests.helpers import ROOT, Pancake, run_cli
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
 

@@ -27,7 +27,7 @@ import uuid
 
 import pytest
 import tornado.websocket
-from conftest import ROOT, Pancake
+from tests.helpers import ROOT, Pancake
 from PIL import Image
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")

@@ -166,6 +166,8 @@ def settings_from_args(args) -> Settings:
         raise ConfigError("socket_name must not be empty")
     mp4_dir, fps_text = args.convert
     _existing_dir("--convert", mp4_dir)
+    if not os.access(mp4_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"--convert: directory {mp4_dir!r} is not writable")
     try:
         fps = positive_float(fps_text)
     except argparse.ArgumentTypeError as e:
@@ -197,7 +199,12 @@ def settings_from_args(args) -> Settings:
         _existing_dir("--state", os.path.dirname(os.path.abspath(state_path)))
     else:
         state_path = default_state_path(args.socket_name)
-        os.makedirs(os.path.dirname(state_path), exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(state_path), exist_ok=True)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot create {os.path.dirname(state_path)!r} ({e.strerror}); use --state FILE"
+            ) from None
     if args.log:
         _existing_dir("--log", os.path.dirname(os.path.abspath(args.log)))
     return Settings(

@@ -15,9 +15,8 @@ import threading
 from fractions import Fraction
 from typing import List, Optional
 
-from ..exc import ConfigError
+from ..exc import ConfigError, ConversionError, StoppedError
 from . import runner
-from .errors import ConversionError, StoppedError
 
 logger = logging.getLogger(__name__)
 

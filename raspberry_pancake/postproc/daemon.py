@@ -36,7 +36,7 @@ STOP_GRACE = 10.0
 
 @dataclass
 class Settings:
-    """Everything the command line decided, already checked."""
+    """Everything the command line decided, already checked; built on the main thread."""
 
     socket_name: str
     mp4_dir: str

@@ -16,7 +16,7 @@ import urllib.request
 import uuid
 from typing import Optional, Tuple
 
-from .errors import NotifyError
+from ..exc import NotifyError
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import subprocess
 import threading
 from typing import Optional, Sequence
 
-from .errors import StoppedError
+from ..exc import StoppedError
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def _die_with_parent():
 
 
 class Result:
-    """What a finished program left: exit code and the tail of its stderr."""
+    """What a finished program left: exit code and stderr (a value for the calling thread)."""
 
     def __init__(self, returncode: int, stderr: str):
         self.returncode = returncode

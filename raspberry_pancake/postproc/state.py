@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS notifications (
 
 @dataclass(frozen=True)
 class Conversion:
+    """An accepted h264 file not converted yet (a row; values are safe to share)."""
+
     id: int
     h264: str
     detection: Optional[bool]
@@ -50,6 +52,8 @@ class Conversion:
 
 @dataclass(frozen=True)
 class Upload:
+    """One mp4 waiting for one destination."""
+
     id: int
     destination: str
     mp4: str
@@ -58,6 +62,8 @@ class Upload:
 
 @dataclass(frozen=True)
 class Notification:
+    """One message or video waiting for one Telegram chat."""
+
     id: int
     target: str
     text: str

@@ -17,8 +17,8 @@ import tempfile
 import threading
 from typing import List, Optional
 
+from ..exc import UploadError
 from . import runner
-from .errors import UploadError
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import time
 from fractions import Fraction
 from typing import Callable, Sequence
 
+from ..exc import ConversionError, NotifyError, StoppedError, UploadError
 from . import convert
-from .errors import ConversionError, NotifyError, StoppedError, UploadError
 from .notify import MAX_VIDEO_BYTES, TelegramTarget, detection_text
 from .schedule import ConversionCounter
 from .state import Conversion, Notification, StateStore

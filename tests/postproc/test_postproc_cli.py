@@ -133,3 +133,17 @@ def test_log_file_rotates_at_midnight_and_keeps_33_days(tmp_path):
     finally:
         handler.close()
     assert _log_handler(None) is None  # stdout
+
+
+def test_default_state_directory_that_cannot_be_made(base_args, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    env = {**os.environ, "STATE_DIRECTORY": str(blocker / "sub")}
+    args = base_args[:-2]  # no --state: use the default
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "postproc.py"), *args],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "use --state FILE" in result.stderr

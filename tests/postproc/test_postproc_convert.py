@@ -10,9 +10,8 @@ from fractions import Fraction
 import pytest
 from pp_helpers import PI_FRAMES, assert_mp4, make_h264
 
-from raspberry_pancake.exc import ConfigError
+from raspberry_pancake.exc import ConfigError, ConversionError
 from raspberry_pancake.postproc import convert
-from raspberry_pancake.postproc.errors import ConversionError
 
 AVAILABLE = ["builtin"] + (["ffmpeg"] if convert.shutil.which("ffmpeg") else [])
 
@@ -127,7 +126,7 @@ def test_explicit_converter_must_exist(tmp_path, monkeypatch):
 
 def test_builtin_stops_on_shutdown(pi_h264, tmp_path):
     """Shutdown is not a failed conversion: the job must stay queued for the restart."""
-    from raspberry_pancake.postproc.errors import StoppedError
+    from raspberry_pancake.exc import StoppedError
 
     stop = threading.Event()
     stop.set()
@@ -138,7 +137,7 @@ def test_builtin_stops_on_shutdown(pi_h264, tmp_path):
 
 def test_ffmpeg_stops_on_shutdown(pi_h264, tmp_path, monkeypatch):
     """A set stop event interrupts an external converter and leaves no partial file."""
-    from raspberry_pancake.postproc.errors import StoppedError
+    from raspberry_pancake.exc import StoppedError
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

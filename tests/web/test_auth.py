@@ -13,7 +13,7 @@ import pytest
 
 from raspberry_pancake.exc import PasswordFileError
 from raspberry_pancake.web.auth import hash_password, load_password_file, parse_hash
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 
 
 def test_original_sha512_file_with_trailing_newline(tmp_path):
