@@ -6,6 +6,7 @@ ffprobe, messages with a receiver bound to a unique abstract socket name.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import time
 import uuid
 
 import pytest
+
 from tests.helpers import ROOT, Pancake, run_cli
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
@@ -46,6 +48,8 @@ class Receiver:
                 data = sock.recv(65536)
             except OSError:
                 return
+            if not data:
+                return  # shut down
             with self._cond:
                 self.messages.append(json.loads(data))
                 self._cond.notify_all()
@@ -200,16 +204,24 @@ def clip_start(path: str) -> float:
 
 
 def test_continuous_splits_at_the_quarter_hour_and_loses_no_frame(tmp_path, procs, receiver):
-    if shutil.which("faketime") is None:
-        pytest.skip("needs libfaketime's faketime command")
+    libs = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    if not libs:
+        pytest.skip("needs libfaketime (apt install faketime)")
     rx = receiver()
     # the process clock starts ten seconds before 17:15 local time (in Kolkata,
     # UTC+5:30, so a half-hour time zone splits on its own quarter hours)
-    env = {"TZ": "Asia/Kolkata" if os.path.exists("/usr/share/zoneinfo/Asia/Kolkata") else "UTC"}
-    # libfaketime 0.9.10 also fakes CLOCK_MONOTONIC as a date-sized value, and
-    # Python's timed waits (Event.wait, Thread.join) then sleep until the real
-    # monotonic clock catches up: years. Only the wall clock is shifted here.
-    env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
+    zone = "Asia/Kolkata" if os.path.exists("/usr/share/zoneinfo/Asia/Kolkata") else "UTC"
+    env = {
+        "TZ": zone,
+        # preloaded directly: the faketime command would stand between our SIGTERM
+        # and pancake.py. "@": the clock starts there and runs.
+        "LD_PRELOAD": libs[0],
+        "FAKETIME": "@2020-06-23 17:14:50",
+        # libfaketime 0.9.10 also fakes CLOCK_MONOTONIC as a date-sized value, and
+        # Python's timed waits (Event.wait, Thread.join) then sleep until the real
+        # monotonic clock catches up: years. Only the wall clock is shifted here.
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
     p = start_pancake(
         procs,
         "--record-continuous",
@@ -217,7 +229,6 @@ def test_continuous_splits_at_the_quarter_hour_and_loses_no_frame(tmp_path, proc
         "--emit",
         rx.name,
         env=env,
-        prefix=("faketime", "2020-06-23 17:14:50"),
     )
     # the first file is announced once the split at 17:15:00 has happened
     rx.wait_for(lambda m: len(m) >= 1, timeout=90)
