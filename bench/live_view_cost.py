@@ -159,13 +159,13 @@ async def measure_round(
             await watchers[kind].start()
         await asyncio.sleep(warmup)
         pids = {kind: servers.processes[kind].pid for kind in kinds}
-        client0 = time.process_time()
+        viewers_cpu0 = time.process_time()
         before = {k: (common.cpu_seconds(pids[k]), watchers[k].frames) for k in kinds}
         t0 = time.monotonic()
         await asyncio.sleep(duration)
         after = {k: (common.cpu_seconds(pids[k]), watchers[k].frames) for k in kinds}
         elapsed = time.monotonic() - t0
-        client = time.process_time() - client0
+        viewers_cpu = time.process_time() - viewers_cpu0
         for kind, group in watchers.items():
             if group.failures:
                 raise RuntimeError(f"{kind}: viewers failed: {group.failures[:3]}")
@@ -180,7 +180,7 @@ async def measure_round(
             "cpu_per_frame_us": 1e6 * cpu / max(frames, 1),
             "cpu_percent": 100 * cpu / elapsed,
             "fps_per_viewer": frames / elapsed / viewers,
-            "client_percent": 100 * client / elapsed,
+            "viewers_cpu_percent": 100 * viewers_cpu / elapsed,
         }
     return results
 
@@ -194,6 +194,7 @@ async def compare(
 ) -> None:
     """Bare and ours side by side, ``rounds`` short rounds per viewer count."""
     client_cpus, server_cpus = cpu_plan(pin)
+    allowed = os.sched_getaffinity(0)
     if client_cpus is not None:
         os.sched_setaffinity(0, client_cpus)
     where = (
@@ -220,8 +221,7 @@ async def compare(
                 samples[count].append(await measure_round(servers, kinds, count, warmup, duration))
     finally:
         servers.stop()
-        if client_cpus is not None:
-            os.sched_setaffinity(0, set(client_cpus) | set(server_cpus))
+        os.sched_setaffinity(0, allowed)
     print(f"({time.monotonic() - started:.0f} s, load {common.load_average()} at the end)")
     print()
     print(
@@ -241,7 +241,7 @@ async def compare(
             f"{median(done, 'ours', 'cpu_percent'):>9.1f}  "
             f"{median(done, 'bare', 'fps_per_viewer'):>9.1f} / "
             f"{median(done, 'ours', 'fps_per_viewer'):<8.1f}  "
-            f"{median(done, 'bare', 'client_percent'):>12.0f}"
+            f"{median(done, 'bare', 'viewers_cpu_percent'):>12.0f}"
         )
     print()
     print("each round, in the order measured: ratio (bare us/frame / ours us/frame)")

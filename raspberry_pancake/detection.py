@@ -65,10 +65,11 @@ class RgbSlot:
     """
 
     def __init__(self):
-        # guards _frame and _wanted
+        # guards _frame, _wanted and _closed
         self._cond = threading.Condition()
         self._frame: Optional[RgbFrame] = None
         self._wanted = False
+        self._closed = False
 
     def wants_frame(self) -> bool:
         return self._wanted
@@ -84,14 +85,15 @@ class RgbSlot:
         with self._cond:
             self._frame = None
             self._wanted = True
-            self._cond.wait_for(lambda: self._frame is not None, timeout)
+            self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout)
             frame, self._frame = self._frame, None
             self._wanted = False
             return frame
 
     def wake(self) -> None:
-        """Let a waiting ``take`` return early (at shutdown)."""
+        """Make ``take`` return at once from now on (at shutdown)."""
         with self._cond:
+            self._closed = True
             self._cond.notify_all()
 
 

@@ -35,7 +35,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..exc import CameraUnavailableError, ConfigError
+from ..exc import CameraUnavailableError, ConfigError, UserError
 from .base import (
     TIMESTAMP_FORMAT,
     Camera,
@@ -118,6 +118,9 @@ def yuv420_planes(array: np.ndarray, size: Size) -> Tuple[np.ndarray, np.ndarray
     the half-size U and V planes packed two of their rows per array row.
     """
     w, h = size
+    if not array.flags.c_contiguous:
+        # reshape would copy, and what is drawn would never reach the frame
+        raise ValueError("a YUV420 buffer must be one contiguous block")
     flat = array.reshape(-1)
     stride = flat.size * 2 // (h * 3)
     y = flat[: h * stride].reshape(h, stride)
@@ -313,15 +316,32 @@ class Picamera2Camera(Camera):
         self._matrix = colour_matrix_for(plan.main)
 
     def _start(self) -> None:
+        self._stop_event.clear()
+        try:
+            self._configure()
+            self._picam2.pre_callback = self._pre_callback
+            self._picam2.start()
+            if self._stop_event.wait(self.warmup):
+                return
+            self._start_encoders()
+        except UserError:
+            self._stop()
+            raise
+        except (RuntimeError, ValueError) as e:
+            self._stop()
+            raise CameraUnavailableError(
+                f"--camera picamera2: the camera refused to start ({e})"
+            ) from None
+        if self.plan.rgb:
+            self._rgb_worker = threading.Thread(
+                target=self._convert_rgb, name="picamera2-rgb", daemon=True
+            )
+            self._rgb_worker.start()
+
+    def _start_encoders(self) -> None:
         from picamera2.encoders import H264Encoder, JpegEncoder, MJPEGEncoder
         from picamera2.outputs import Output
 
-        self._stop_event.clear()
-        self._configure()
-        self._picam2.pre_callback = self._pre_callback
-        self._picam2.start()
-        if self._stop_event.wait(self.warmup):
-            return
         frame_output = make_frame_output_class(Output)
         plan, fps = self.plan, self.settings.fps
         if plan.h264:
@@ -334,11 +354,6 @@ class Picamera2Camera(Camera):
                 logger.info("no hardware MJPEG encoder (%s): the live view uses JpegEncoder", e)
                 encoder = JpegEncoder()
             self._picam2.start_encoder(encoder, frame_output(self._on_jpeg), name=plan.jpeg)
-        if plan.rgb:
-            self._rgb_worker = threading.Thread(
-                target=self._convert_rgb, name="picamera2-rgb", daemon=True
-            )
-            self._rgb_worker.start()
 
     def _stop(self) -> None:
         self._stop_event.set()

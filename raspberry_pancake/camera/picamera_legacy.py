@@ -29,7 +29,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from ..exc import CameraUnavailableError
+from ..exc import CameraUnavailableError, ConfigError
 from .base import (
     TIMESTAMP_FORMAT,
     Camera,
@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 #: Splitter ports (picamera numbers them 0-3; 0 is what ``capture(use_video_port=True)``
 #: takes by default, so we leave it free).
 H264_PORT, JPEG_PORT, RGB_PORT = 1, 2, 3
+
+#: The largest picture the VideoCore IV H.264 encoder takes.
+H264_MAX = (1920, 1080)
 
 #: Seconds the sensor needs to settle gain and white balance after opening.
 WARMUP_SECONDS = 2.0
@@ -153,10 +156,30 @@ class PicameraCamera(Camera):
     # lifecycle (main thread)
 
     def _start(self) -> None:
+        w, h = self.h264_size
+        if self.h264_output is not None and (w > H264_MAX[0] or h > H264_MAX[1]):
+            self.close()
+            raise ConfigError(
+                f"--camera picamera: the Pi's H.264 encoder records at most "
+                f"{H264_MAX[0]}x{H264_MAX[1]}, not {w}x{h}; use --record-resize"
+            )
         self._stop_event.clear()
         self._update_annotation()
         if self._stop_event.wait(self.warmup):
             return
+        try:
+            self._start_recordings()
+        except self._picamera.PiCameraError as e:
+            self._stop()
+            raise CameraUnavailableError(
+                f"--camera picamera: the camera refused to start recording ({e})"
+            ) from None
+        self._annotator = threading.Thread(
+            target=self._annotate_every_second, name="picamera-annotate", daemon=True
+        )
+        self._annotator.start()
+
+    def _start_recordings(self) -> None:
         cam = self._camera
         if self.h264_output is not None:
             self._h264_epoch = time.time()
@@ -184,10 +207,6 @@ class PicameraCamera(Camera):
                 resize=self._resize(self.rgb_size),
             )
             self._ports.append(RGB_PORT)
-        self._annotator = threading.Thread(
-            target=self._annotate_every_second, name="picamera-annotate", daemon=True
-        )
-        self._annotator.start()
 
     def _stop(self) -> None:
         self._stop_event.set()

@@ -19,6 +19,10 @@ logger = logging.getLogger(__name__)
 #: ten seconds of 1080p at a Pi camera's default bitrate.
 DEFAULT_QUEUE_BYTES = 24 * 1024 * 1024
 DEFAULT_QUEUE_FRAMES = 3000
+#: The writer thread wakes when this much video waits, or this often: waking it for
+#: every frame would cost more CPU than the writes themselves.
+WAKE_BYTES = 256 * 1024
+BATCH_SECONDS = 0.25
 
 _STOP = object()
 
@@ -45,7 +49,9 @@ class DiskWriter:
     playable. The writer thread turns a failed write (a full disk) into one log
     line, cuts the partial frame off the file, and writes again from the next
     keyframe once space is back. A file is announced (``announce`` is called with
-    its message, on the writer thread) only after it is closed.
+    its message, on the writer thread) only after it is closed. The thread wakes
+    when ``WAKE_BYTES`` wait, when anything but a frame arrives, or every
+    ``BATCH_SECONDS``, and then writes all that waits.
     """
 
     def __init__(
@@ -57,8 +63,11 @@ class DiskWriter:
         self.announce = announce
         self.max_bytes = max_bytes
         self.max_frames = max_frames
-        # guards _queue, _queued_bytes, _queued_frames, _damaged and the drop counters
-        self._cond = threading.Condition()
+        # guards _queue, _queued_bytes, _queued_frames, _idle, _urgent, _damaged and
+        # the drop counters
+        self._cond = threading.Condition(threading.Lock())
+        self._idle = False  # the writer thread waits for work
+        self._urgent = False  # an action other than a frame waits: no batching
         self._queue: Deque[object] = deque()
         self._queued_bytes = 0
         self._queued_frames = 0
@@ -83,7 +92,10 @@ class DiskWriter:
             elif isinstance(action, Close):
                 self._damaged.discard(action.file)
             self._queue.append(action)
-            self._cond.notify()
+            if not isinstance(action, Write):
+                self._urgent = True
+            if self._idle and (self._urgent or self._queued_bytes >= WAKE_BYTES):
+                self._cond.notify()
 
     def _accept(self, action: Write) -> bool:
         """Whether a frame fits; counts and logs it if not. Called with the lock held."""
@@ -141,20 +153,28 @@ class DiskWriter:
     # writer thread
 
     def _run(self) -> None:
-        while True:
+        stopping = False
+        while not stopping:
             with self._cond:
-                while not self._queue:
-                    self._cond.wait()
-                action = self._queue.popleft()
-                if isinstance(action, Write):
-                    self._queued_bytes -= len(action.frame.data)
-                    self._queued_frames -= 1
-            if action is _STOP:
-                break
-            try:
-                self.perform(action)
-            except Exception:
-                logger.exception("the disk writer failed on %r", action)
+                self._idle = True
+                self._cond.wait_for(
+                    lambda: self._urgent or self._queued_bytes >= WAKE_BYTES, BATCH_SECONDS
+                )
+                self._idle = False
+                # take everything waiting at once: one lock round per batch, not per
+                # frame (so the bound holds for what waits; the batch is extra)
+                batch, self._queue = self._queue, deque()
+                self._queued_bytes = 0
+                self._queued_frames = 0
+                self._urgent = False
+            for action in batch:
+                if action is _STOP:
+                    stopping = True
+                    break
+                try:
+                    self.perform(action)
+                except Exception:
+                    logger.exception("the disk writer failed on %r", action)
         for file in list(self._files):
             self._close(Close(file))
 

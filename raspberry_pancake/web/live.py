@@ -23,6 +23,10 @@ from ..camera.base import JpegFrame
 logger = logging.getLogger(__name__)
 
 READ_FRAME = "read_frame"
+#: how early, as a fraction of the cap's interval, a frame may take its slot
+SLOT_SLACK = 0.2
+#: sends to one viewer are never closer than this fraction of the cap's interval
+BURST_GUARD = 0.5
 
 
 class FrameBroadcaster:
@@ -88,9 +92,12 @@ class LiveViewSocket(tornado.websocket.WebSocketHandler):
     def initialize(self, broadcaster: FrameBroadcaster, max_stream_fps: float, auth):
         self.broadcaster = broadcaster
         self.min_interval = 1.0 / max_stream_fps
+        self.slack = self.min_interval * SLOT_SLACK
         self.auth = auth
         self.last_index = -1
-        self.next_allowed = 0.0
+        self.next_slot = 0.0  # capture time from which the next frame may go
+        self.last_sent_time = 0.0  # capture time of the last frame sent
+        self.last_send = -1e9  # loop time of the last send
         self.asked = False
         self.joined = False
         self.timer = None
@@ -121,28 +128,43 @@ class LiveViewSocket(tornado.websocket.WebSocketHandler):
             self._answer()
 
     def _answer(self) -> None:
-        """Send the next frame if the rate cap and freshness allow, else come back later."""
+        """Send the next frame if the rate cap and freshness allow, else come back later.
+
+        The cap works on the frames' capture times: a viewer gets at most one frame
+        per slot of 1/max_stream_fps of camera time. Slots are shared with the
+        camera's rhythm, so waiting for the cap is waiting for a later frame,
+        which costs nothing, rather than a timer per viewer per frame. The slots
+        keep the long-run rate exactly at the cap; a frame up to ``slack`` before
+        its slot (camera jitter) may take it. A guard on the send times stops a
+        viewer that was slow from getting a burst when it catches up.
+        """
         self.timer = None
         if not self.asked or self.ws_connection is None:
             return
         frame = self.broadcaster.latest
-        if frame is None or frame.index <= self.last_index:
+        if frame is not None and frame.time < self.last_sent_time:
+            self.next_slot = frame.time  # the wall clock went backwards: start afresh
+        if (
+            frame is None
+            or frame.index <= self.last_index
+            or frame.time < self.next_slot - self.slack
+        ):
             self.broadcaster.call_on_next_frame(self._answer)
             return
         loop = tornado.ioloop.IOLoop.current()
         now = loop.time()
-        if now < self.next_allowed:
-            self.timer = loop.call_at(self.next_allowed, self._answer)
+        earliest = self.last_send + self.min_interval * BURST_GUARD
+        if now < earliest:
+            self.timer = loop.call_at(earliest, self._answer)
             return
         self.asked = False
         self.last_index = frame.index
-        # Slots of 1/max_stream_fps: a viewer that keeps up stays on its slots, so a
-        # little jitter does not push every send later until a frame is skipped; a
-        # viewer that fell behind starts afresh, never with a burst.
-        if now - self.next_allowed < self.min_interval:
-            self.next_allowed += self.min_interval
-        else:
-            self.next_allowed = now + self.min_interval
+        self.last_send = now
+        self.last_sent_time = frame.time
+        if frame.time - self.next_slot < self.min_interval:
+            self.next_slot += self.min_interval
+        else:  # fell behind (or the clock jumped forwards): slots start from this frame
+            self.next_slot = frame.time + self.min_interval
         try:
             self.write_message(frame.data, binary=True)
         except tornado.websocket.WebSocketClosedError:

@@ -346,3 +346,23 @@ def test_a_failing_output_does_not_stop_the_others():
     finally:
         camera.stop()
     assert the_fake().callback_errors == []
+
+
+def test_sizes_that_do_not_nest_stop_at_start_and_release_the_camera():
+    camera = make_camera(resolution=(320, 240), fps=10)
+    camera.set_h264_output(Collector(), (400, 200))
+    camera.set_jpeg_output(Collector())
+    with pytest.raises(ConfigError, match="fit one inside the other"):
+        camera.start()
+    assert the_fake()._closed
+
+
+def test_an_encoder_the_camera_refuses_is_one_error_and_everything_is_released():
+    camera = make_camera(resolution=(320, 240), fps=10)
+    camera.set_h264_output(Collector(), (2592, 1944))  # beyond the Pi 4's H.264 encoder
+    camera.set_jpeg_output(Collector())
+    with pytest.raises(CameraUnavailableError, match="1920x1080") as info:
+        camera.start()
+    assert "\n" not in str(info.value)
+    fake = the_fake()
+    assert fake._closed and not fake.started and not fake.encoders

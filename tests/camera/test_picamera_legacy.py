@@ -289,3 +289,37 @@ def test_a_real_pi_bitstream_passes_through_unchanged():
     assert len(frames) == 116 and sum(f.keyframe for f in frames) == 2
     assert nal_types(frames[0].data)[:3] == [7, 8, 5]
     assert b"".join(f.data for f in frames) == data
+
+
+def test_h264_beyond_1080p_is_one_clear_error_and_the_camera_is_released():
+    from raspberry_pancake.exc import ConfigError
+
+    camera = make_camera(resolution=(2592, 1944), fps=10)
+    camera.set_h264_output(Collector())
+    with pytest.raises(ConfigError, match="at most 1920x1080") as info:
+        camera.start()
+    assert "\n" not in str(info.value) and the_fake().closed
+
+
+def test_a_recording_the_camera_refuses_is_one_error_and_everything_is_released(monkeypatch):
+    import picamera
+
+    camera = make_camera(resolution=(320, 240), fps=10)
+    camera.set_h264_output(Collector())
+    camera.set_jpeg_output(Collector())
+    fake = the_fake()
+    real_start = fake.start_recording
+
+    def refuse_mjpeg(output, format=None, **kwargs):
+        if format == "mjpeg":
+            raise picamera.PiCameraError("Failed to enable connection: Out of resources")
+        return real_start(output, format, **kwargs)
+
+    monkeypatch.setattr(fake, "start_recording", refuse_mjpeg)
+    with pytest.raises(CameraUnavailableError, match="Out of resources"):
+        camera.start()
+    assert fake.closed
+    assert [e[0] for e in fake.log if e[0] in ("stop_recording", "close")] == [
+        "stop_recording",
+        "close",
+    ]

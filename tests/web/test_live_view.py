@@ -17,6 +17,7 @@ import tornado.websocket
 
 from raspberry_pancake.camera.base import JpegFrame
 from raspberry_pancake.web import app as webapp
+from raspberry_pancake.web import live
 from raspberry_pancake.web.auth import hash_password, parse_hash
 from raspberry_pancake.web.live import FrameBroadcaster
 
@@ -32,12 +33,13 @@ class FakeCapture:
         self._thread = None
         self.encoded = 0
 
-    def publish(self):
+    def publish(self, when=None):
         self.index += 1
         if self.broadcaster.wants_frame():
             self.encoded += 1
             data = b"\xff\xd8frame-%d\xff\xd9" % self.index
-            self.broadcaster.outputframe(JpegFrame(data, time.time(), self.index))
+            when = time.time() if when is None else when
+            self.broadcaster.outputframe(JpegFrame(data, when, self.index))
 
     def start(self):
         def run():
@@ -169,6 +171,22 @@ class TestFlowControl(LiveViewTestCase):
         assert self.capture.encoded == 1
 
 
+class TestClockJumps(LiveViewTestCase):
+    max_stream_fps = 10.0
+
+    @tornado.testing.gen_test(timeout=20)
+    async def test_frames_keep_coming_when_the_wall_clock_jumps(self):
+        ws = await self.connect()
+        await asyncio.sleep(0.05)
+        now = time.time()
+        # an hour back (a Pi without a clock syncing late), then two hours forward
+        for when in (now, now - 3600, now - 3600 + 0.2, now + 3600, now + 3600 + 0.2):
+            self.capture.publish(when)
+            await ws.write_message("read_frame")
+            await self.read(ws)
+        ws.close()
+
+
 class TestRateCap(LiveViewTestCase):
     max_stream_fps = 5.0
     camera_fps = 50
@@ -183,8 +201,10 @@ class TestRateCap(LiveViewTestCase):
             msg = await self.read(ws)
             received.append((time.monotonic(), frame_number(msg)))
         elapsed = received[-1][0] - start
-        # the server spaces frames by 1/max_stream_fps, so at most one extra at the edge
-        assert len(received) <= self.max_stream_fps * elapsed + 1
+        # one frame per slot of 1/max_stream_fps, a slot taken at most SLOT_SLACK early
+        assert len(received) <= self.max_stream_fps * elapsed + 1 + live.SLOT_SLACK
+        gaps = [b[0] - a[0] for a, b in zip(received, received[1:])]
+        assert min(gaps) >= live.BURST_GUARD / self.max_stream_fps - 0.01
         assert len(received) >= 3
         numbers = [n for _, n in received]
         assert numbers == sorted(set(numbers)), "a frame was sent twice or out of order"
