@@ -36,7 +36,11 @@ class PancakeService:
         self.camera = open_camera(args.camera, args.settings)
         self.broadcaster = FrameBroadcaster()
         self.camera.set_jpeg_output(self.broadcaster)
-        self.pipeline = build_pipeline(args, self.camera)
+        try:
+            self.pipeline = build_pipeline(args, self.camera)
+        except BaseException:
+            self.camera.close()  # a Pi camera stays locked until closed
+            raise
         self.notifier = Notifier()
         self.loop = None
         self.server = None
@@ -48,18 +52,13 @@ class PancakeService:
         app = make_app(self.broadcaster, self.password, max_stream_fps=self.args.max_stream_fps)
         self.server = tornado.httpserver.HTTPServer(app)
         try:
-            self.server.listen(self.args.port)
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise AddressInUseError(
-                    f"port {self.args.port} is already in use; choose another with --port"
-                ) from None
-            if e.errno == errno.EACCES:
-                raise ConfigError(f"not allowed to listen on port {self.args.port}") from None
+            self._listen()
+            if self.pipeline is not None:
+                self.pipeline.start()
+            self.camera.start()
+        except BaseException:
+            self._shutdown()
             raise
-        if self.pipeline is not None:
-            self.pipeline.start()
-        self.camera.start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_stop_signal)
         if hasattr(self.camera, "freeze"):
@@ -78,6 +77,18 @@ class PancakeService:
         finally:
             self._shutdown()
         return 0
+
+    def _listen(self) -> None:
+        try:
+            self.server.listen(self.args.port)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise AddressInUseError(
+                    f"port {self.args.port} is already in use; choose another with --port"
+                ) from None
+            if e.errno == errno.EACCES:
+                raise ConfigError(f"not allowed to listen on port {self.args.port}") from None
+            raise
 
     def _start_watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
@@ -109,6 +120,7 @@ class PancakeService:
         if self.server is not None:
             self.server.stop()
         self.camera.stop()
+        self.camera.close()
         if self.pipeline is not None:
             self.pipeline.close()
         self.notifier.close()

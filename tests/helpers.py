@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import socket
 import subprocess
 import sys
 import time
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTDATA = os.path.join(os.path.dirname(ROOT), "shared", "testdata")
@@ -36,9 +39,9 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> N
 class Pancake:
     """A real pancake.py subprocess on a free port."""
 
-    def __init__(self, *args: str, env=None, cwd=ROOT, prefix=()):
+    def __init__(self, *args: str, env=None, cwd=ROOT):
         self.port = free_port()
-        cmd = [*prefix, sys.executable, os.path.join(ROOT, "pancake.py"), "--port", str(self.port)]
+        cmd = [sys.executable, os.path.join(ROOT, "pancake.py"), "--port", str(self.port)]
         self.proc = subprocess.Popen(
             [*cmd, *args],
             cwd=cwd,
@@ -74,3 +77,50 @@ def run_cli(script: str, *args: str, input: str = "", timeout: float = 60, cwd=R
         timeout=timeout,
         cwd=cwd,
     )
+
+
+def fake_clock_env(start: str) -> dict:
+    """Environment that starts a child's wall clock at ``start`` (local time), running.
+
+    libfaketime is preloaded directly: the ``faketime`` wrapper would stand between
+    a test's SIGTERM and the child. Only the wall clock is shifted: libfaketime
+    0.9.10 also fakes CLOCK_MONOTONIC as a date-sized value, and Python's timed
+    waits (Event.wait, Thread.join) then sleep until the real clock catches up.
+    Recording decisions come from frame times, which follow the wall clock.
+    """
+    for pattern in (
+        "/usr/lib/*/faketime/libfaketime.so.1",
+        "/usr/local/lib*/faketime/libfaketime.so.1",
+    ):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return {
+                "LD_PRELOAD": found[0],
+                "FAKETIME": "@" + start,
+                "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            }
+    pytest.skip("needs libfaketime (apt install faketime)")
+
+
+def count_frames(path: str) -> int:
+    """Frames ffprobe decodes from a video file (raw H.264 or mp4)."""
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            path,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return int(out.stdout.strip())

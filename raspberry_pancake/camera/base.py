@@ -160,6 +160,9 @@ class Camera(ABC):
             self._started = False
             self._stop()
 
+    def close(self) -> None:
+        """Release the device; safe to call more than once, after stop() or instead of it."""
+
     @abstractmethod
     def _start(self) -> None: ...
 

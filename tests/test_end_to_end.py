@@ -1,0 +1,97 @@
+"""pancake.py and postproc.py together, as a user runs them: the sim camera records
+across a quarter hour and around a detection; postproc converts every file it is
+told about and sends the edge clips to a local stand-in of the Telegram Bot API."""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+
+from tests.helpers import count_frames, fake_clock_env
+from tests.postproc.pp_helpers import BotApi, Postproc, assert_mp4, wait_until
+
+FPS = 12
+DETECT_FROM, DETECT_UNTIL = 4.0, 10.0  # seconds after the first detect() call
+
+
+def write_customize(path) -> str:
+    path.write_text(
+        "import time\n"
+        "_first = []\n\n\n"
+        "def detect():\n"
+        "    now = time.monotonic()\n"
+        "    _first.append(now) if not _first else None\n"
+        f"    return {DETECT_FROM} <= now - _first[0] < {DETECT_UNTIL}\n"
+    )
+    return str(path)
+
+
+def test_recordings_flow_from_camera_to_mp4_and_telegram(tmp_path, pancake):
+    h264, mp4 = tmp_path / "h264", tmp_path / "mp4"
+    h264.mkdir()
+    mp4.mkdir()
+    bot = BotApi()
+    pp = Postproc(
+        tmp_path,
+        "--convert",
+        str(mp4),
+        str(FPS),
+        "--converter",
+        "builtin",
+        "--notify-telegram",
+        "123456:SECRET-TOKEN",
+        "4242",
+        "--telegram-api-url",
+        bot.url,
+    ).start()
+    try:
+        cam = pancake(
+            "--camera",
+            "sim",
+            "--fps",
+            str(FPS),
+            "--record-continuous",
+            str(h264),
+            "--detect",
+            "no-image",
+            "--record-detection",
+            "edge",
+            str(h264),
+            "--customize",
+            write_customize(tmp_path / "customize.py"),
+            "--emit",
+            pp.name,
+            env={**fake_clock_env("2020-06-23 17:14:54"), "TZ": "UTC"},
+        )
+        # both edges become clips, and each clip reaches Telegram as a video
+        wait_until(lambda: len(bot.of("sendVideo")) >= 2, 90, "two videos sent to Telegram")
+        code, out = cam.stop()
+        assert code == 0, out
+        h264_files = sorted(glob.glob(str(h264 / "*.h264")))
+        names = [os.path.basename(f) for f in h264_files]
+        assert "20200623-1714.h264" in names and "20200623-1715.h264" in names, names
+        clips = [n for n in names if len(n) == len("20200623-171500.h264")]
+        assert len(clips) == 2, names
+        # every finished file is converted, frame for frame
+        expected = [str(mp4 / n.replace(".h264", ".mp4")) for n in names]
+        wait_until(lambda: all(os.path.exists(m) for m in expected), 90, "every mp4")
+        for source, converted in zip(h264_files, expected):
+            frames = count_frames(source)
+            assert frames > 0
+            assert_mp4(converted, frames, FPS)
+        videos = bot.of("sendVideo")
+        assert [v["fields"]["caption"] for v in videos[:2]] == [
+            "Detection changed to True",
+            "Detection changed to False",
+        ]
+        assert all(v["fields"]["chat_id"] == "4242" for v in videos)
+        assert all(
+            v["files"]["video"][0] in {n.replace(".h264", ".mp4") for n in clips} for v in videos
+        )
+        assert not bot.problems
+        time.sleep(0.5)
+        assert "SECRET-TOKEN" not in pp.log_text()
+    finally:
+        assert pp.stop() == 0
+        bot.close()
