@@ -147,8 +147,14 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         raise ConfigError("--detect-resize needs --detect image")
     if args.detect_interval is None:
         args.detect_interval = 1.0 / args.fps
-    if args.emit is not None and not args.emit:
-        raise ConfigError("--emit needs a socket name")
+    if args.emit is not None:
+        if not args.emit:
+            raise ConfigError("--emit needs a socket name")
+        if not (recording or args.detect):
+            raise ConfigError(
+                "--emit needs --record-continuous, --record-detection or --detect: "
+                "otherwise there is nothing to announce"
+            )
     return args
 
 

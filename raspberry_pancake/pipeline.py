@@ -70,9 +70,7 @@ def build_pipeline(args, camera) -> Optional[Pipeline]:
     camera or any thread has started.
     """
     if not (args.record_continuous or args.record_detection or args.detect):
-        if args.emit:
-            logger.warning("--emit without recording or --detect: there is nothing to emit")
-        return None
+        return None  # pancake_cli.validate refuses --emit alone
     detect = load_detect(args.customize, args.detect) if args.detect else None
     emitter = Emitter(args.emit) if args.emit else None
     announce = emitter.send if emitter is not None else _log_only

@@ -45,6 +45,7 @@ def one_line_error(result, *needles):
         (["--record-resize", "320", "240"], "--record-resize needs"),
         (["--detect-resize", "100", "100"], "--detect"),
         (["--detect-interval", "0"], "--detect-interval"),
+        (["--emit", "ppp"], "nothing to announce"),
         (["--bogus"], "unrecognized"),
     ],
 )

@@ -6,7 +6,6 @@ ffprobe, messages with a receiver bound to a unique abstract socket name.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -20,7 +19,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import ROOT, Pancake, run_cli
+from tests.helpers import ROOT, Pancake, count_frames, fake_clock_env, run_cli
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
 
@@ -105,29 +104,6 @@ def stop(p: Pancake) -> str:
     return out
 
 
-def frame_count(path: str) -> int:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            path,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return int(out.stdout.strip())
-
-
 def starts_with_keyframe(path: str) -> bool:
     out = subprocess.run(
         [
@@ -204,24 +180,11 @@ def clip_start(path: str) -> float:
 
 
 def test_continuous_splits_at_the_quarter_hour_and_loses_no_frame(tmp_path, procs, receiver):
-    libs = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
-    if not libs:
-        pytest.skip("needs libfaketime (apt install faketime)")
     rx = receiver()
     # the process clock starts ten seconds before 17:15 local time (in Kolkata,
     # UTC+5:30, so a half-hour time zone splits on its own quarter hours)
     zone = "Asia/Kolkata" if os.path.exists("/usr/share/zoneinfo/Asia/Kolkata") else "UTC"
-    env = {
-        "TZ": zone,
-        # preloaded directly: the faketime command would stand between our SIGTERM
-        # and pancake.py. "@": the clock starts there and runs.
-        "LD_PRELOAD": libs[0],
-        "FAKETIME": "@2020-06-23 17:14:50",
-        # libfaketime 0.9.10 also fakes CLOCK_MONOTONIC as a date-sized value, and
-        # Python's timed waits (Event.wait, Thread.join) then sleep until the real
-        # monotonic clock catches up: years. Only the wall clock is shifted here.
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    env = {"TZ": zone, **fake_clock_env("2020-06-23 17:14:50")}
     p = start_pancake(
         procs,
         "--record-continuous",
@@ -241,7 +204,7 @@ def test_continuous_splits_at_the_quarter_hour_and_loses_no_frame(tmp_path, proc
     messages = rx.wait_for(lambda m: len(m) >= 2)
     assert messages == [{"h264": str(first)}, {"h264": str(second)}]
     assert sorted(os.listdir(tmp_path)) == [first.name, second.name]
-    counts = [frame_count(str(first)), frame_count(str(second))]
+    counts = [count_frames(str(first)), count_frames(str(second))]
     assert all(counts) and all(starts_with_keyframe(str(f)) for f in (first, second))
     assert sum(counts) == frames_received(log), "every frame once, none lost"
     # the split is at the first keyframe at or after 17:15:00: under one second later
@@ -273,10 +236,10 @@ def test_shipped_motion_detector_records_the_sim_scene_moving(tmp_path, procs, r
     clips = [m for m in messages if "detection" in m]
     assert [m["detection"] for m in clips] == [True, False]
     for m in clips:
-        assert 4 * FPS <= frame_count(m["h264"]) <= 6 * FPS
+        assert 4 * FPS <= count_frames(m["h264"]) <= 6 * FPS
         assert starts_with_keyframe(m["h264"])
     (continuous,) = [m["h264"] for m in messages if "detection" not in m]
-    assert frame_count(continuous) == frames_received(log)
+    assert count_frames(continuous) == frames_received(log)
     # motion lasts 8 s: the clips are that far apart, give or take the detector
     assert 5 <= clip_start(clips[1]["h264"]) - clip_start(clips[0]["h264"]) <= 11
 
@@ -304,7 +267,7 @@ def test_edge_clips_around_a_scripted_detection(tmp_path, procs, receiver):
     assert [m["detection"] for m in messages] == [True, False]
     edges = [t for t, state in changes(changes_log)[1:]]  # the first entry is the initial False
     for m, edge in zip(messages, edges):
-        frames = frame_count(m["h264"])
+        frames = count_frames(m["h264"])
         assert 4 * FPS <= frames <= 6 * FPS, frames
         assert starts_with_keyframe(m["h264"])
         # named after its first frame, a keyframe 2-4 s before the edge (names have seconds)
@@ -345,10 +308,10 @@ def test_all_mode_sequence_and_sigterm_closing_a_recording(tmp_path, procs, rece
     assert set(rest2) == {"h264"} and set(continuous) == {"h264"}
     for m in (clip1, rest1, clip2, rest2, continuous):
         assert starts_with_keyframe(m["h264"])
-    assert frame_count(continuous["h264"]) == frames_received(log)
+    assert count_frames(continuous["h264"]) == frames_received(log)
     # the clip and the recording that continues it hold each frame once, no gap:
     # detection lasted 4 s, then 3 s of hold, so about 7 s plus the 2-4 s pre-roll
-    total = frame_count(clip1["h264"]) + frame_count(rest1["h264"])
+    total = count_frames(clip1["h264"]) + count_frames(rest1["h264"])
     assert 9 * FPS <= total <= 11.5 * FPS, total
 
 
@@ -401,7 +364,7 @@ def test_customize_that_raises_is_logged_and_recording_goes_on(tmp_path, procs):
     calls = int(re.search(r"detection: (\d+) calls, (\d+) raised", log).group(1))
     assert calls > 10 and f"{calls} calls, {calls} raised" in log
     (name,) = [n for n in os.listdir(tmp_path) if n.endswith(".h264")]
-    assert frame_count(str(tmp_path / name)) == frames_received(log)
+    assert count_frames(str(tmp_path / name)) == frames_received(log)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 Recorders never touch the disk: they return these instructions, which keeps them
 pure logic a unit test can drive with synthetic frames, and lets the disk writer
-carry them out on its own thread in the order they were given.
+carry them out on its own thread in the order they were given. They are created
+on the camera's capture thread and never changed afterwards (except
+``RecordingFile.path``, which only the writer thread sets).
 """
 
 from __future__ import annotations
@@ -36,11 +38,15 @@ class RecordingFile:
 
 @dataclass(frozen=True)
 class Open:
+    """Create ``file`` (under a free name) and keep it open for writing."""
+
     file: RecordingFile
 
 
 @dataclass(frozen=True)
 class Write:
+    """Append one encoded frame to ``file``."""
+
     file: RecordingFile
     frame: H264Frame
 

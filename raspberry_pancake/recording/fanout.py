@@ -26,6 +26,7 @@ class RecordingFanout:
         self._lock = threading.Lock()
         self._finished = False
         self.frames_received = 0
+        self.failures = 0
 
     def outputframe(self, frame: H264Frame) -> None:
         with self._lock:
@@ -36,10 +37,18 @@ class RecordingFanout:
                 try:
                     actions = recorder.on_frame(frame)
                 except Exception:
-                    logger.exception("%s failed on frame %d", recorder.name, frame.index)
+                    self._log_failure(recorder, frame)
                     continue
                 for action in actions:
                     self.writer.put(action)
+
+    def _log_failure(self, recorder, frame: H264Frame) -> None:
+        """The first failure with its traceback, then one line per hundred."""
+        self.failures += 1
+        if self.failures == 1:
+            logger.exception("%s failed on frame %d", recorder.name, frame.index)
+        elif self.failures % 100 == 0:
+            logger.error("recorders have failed %d times", self.failures)
 
     def finish(self) -> None:
         """Close every recording in progress; the writer then announces them."""
