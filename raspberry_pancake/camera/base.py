@@ -160,7 +160,7 @@ class Camera(ABC):
             self._started = False
             self._stop()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release the device; safe to call more than once, after stop() or instead of it."""
 
     @abstractmethod
