@@ -32,13 +32,8 @@ def _rate_text(rate: Fraction) -> str:
     return str(rate.numerator) if rate.denominator == 1 else str(float(rate))
 
 
-def _conversion_timeout(src: str) -> float:
-    # Remuxing is disk-bound; allow a slow SD card (2 MB/s) plus a fixed margin.
-    try:
-        size = os.path.getsize(src)
-    except OSError:
-        size = 0
-    return 120.0 + size / 2e6
+#: Remuxing is disk-bound; timeouts allow a slow SD card (2 MB/s) plus a fixed margin.
+CONVERSION_BYTES_PER_SECOND = 2e6
 
 
 class Converter:
@@ -59,7 +54,7 @@ class ExternalConverter(Converter):
         raise NotImplementedError
 
     def convert(self, src: str, dst: str, rate: Fraction, stop: threading.Event) -> None:
-        result = runner.run(self.command(src, dst, rate), _conversion_timeout(src), stop)
+        result = runner.run(self.command(src, dst, rate), runner.size_timeout(src, CONVERSION_BYTES_PER_SECOND), stop)
         if not result.ok:
             raise ConversionError(f"{self.program} failed: {result.reason()}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import signal
 import subprocess
 import threading
@@ -38,6 +39,19 @@ def _die_with_parent():
     # Runs in the child between fork and exec: only a plain C call, no Python locks.
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def size_timeout(path: str, bytes_per_second: float) -> float:
+    """Seconds to allow a program that streams ``path`` at no less than ``bytes_per_second``.
+
+    A fixed two minutes plus the file's size at that rate, so a big file on a slow
+    device still finishes while a hung program is still killed in the end.
+    """
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0
+    return 120.0 + size / bytes_per_second
 
 
 class Result:

@@ -39,13 +39,8 @@ def dated_dir(remote_dir: str, filename: str) -> str:
     return posixpath.join(remote_dir, *match.groups())
 
 
-def _transfer_timeout(path: str) -> float:
-    # Generous: a Pi on a slow uplink (25 kB/s) still finishes; a hung link does not hang us.
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        size = 0
-    return 120.0 + size / 25e3
+#: Generous: a Pi on a slow uplink (25 kB/s) still finishes; a hung link does not hang us.
+TRANSFER_BYTES_PER_SECOND = 25e3
 
 
 class Destination:
@@ -119,7 +114,7 @@ class ScpDestination(Destination):
             raise UploadError(f"ssh mkdir {remote_dir} failed: {result.reason()}")
 
     def upload(self, local: str, remote_dir: str, stop: threading.Event) -> None:
-        result = runner.run(self.scp_command(local, remote_dir), _transfer_timeout(local), stop)
+        result = runner.run(self.scp_command(local, remote_dir), runner.size_timeout(local, TRANSFER_BYTES_PER_SECOND), stop)
         if not result.ok:
             raise UploadError(f"scp failed: {result.reason()}")
 
@@ -169,7 +164,7 @@ class FtpDestination(Destination):
             with os.fdopen(fd, "w") as f:
                 f.write(f"host {self.host}\nuser {self.user}\npass {self.password}\n")
             result = runner.run(
-                self.command(login_file, local, remote_dir), _transfer_timeout(local), stop
+                self.command(login_file, local, remote_dir), runner.size_timeout(local, TRANSFER_BYTES_PER_SECOND), stop
             )
         finally:
             os.remove(login_file)
