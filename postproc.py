@@ -1,4 +1,4 @@
-"""Post-processor for pancake.py: convert h264 to mp4, upload, notify. See docs/postproc.md."""
+"""Post-processor for pancake.py: convert h264 to mp4, upload, notify. See the README."""
 
 import sys
 

@@ -1,13 +1,20 @@
-"""Helpers shared by the whole suite: paths, free ports, running pancake.py and scripts."""
+"""Helpers shared by the whole suite: paths, free ports, running pancake.py and scripts,
+receiving what it emits, and reading video files with ffprobe."""
 
 from __future__ import annotations
 
 import glob
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import textwrap
+import threading
 import time
+import uuid
+from typing import List, Optional, Tuple
 
 import pytest
 
@@ -23,11 +30,12 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Wait until something listens on ``port``; fail at once if ``proc`` (the server) exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             out = proc.stdout.read() if proc.stdout else ""
-            raise AssertionError(f"pancake.py exited with {proc.returncode}: {out}")
+            raise AssertionError(f"{proc.args[:2]} exited with {proc.returncode}: {out}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -102,25 +110,149 @@ def fake_clock_env(start: str) -> dict:
     pytest.skip("needs libfaketime (apt install faketime)")
 
 
-def count_frames(path: str) -> int:
-    """Frames ffprobe decodes from a video file (raw H.264 or mp4)."""
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            path,
-        ],
+def stop(p: Pancake, clean_log: bool = False) -> str:
+    """SIGTERM, then the exit code must be 0 (with ``clean_log``, no traceback either).
+
+    Returns the log.
+    """
+    rc, out = p.stop(timeout=60)
+    assert rc == 0, out
+    if clean_log:
+        assert "Traceback" not in out, out
+    return out
+
+
+def frames_received(log: str) -> int:
+    """The frame count pancake.py logs when its recording stops."""
+    return int(re.search(r"recording received (\d+) H.264 frames", log).group(1))
+
+
+class Receiver:
+    """A post-processor stand-in: collects the JSON datagrams sent to a unique abstract name.
+
+    The test's thread starts, waits and stops it; a daemon thread of its own reads.
+    """
+
+    def __init__(self, name: Optional[str] = None):
+        self.name = name or f"rp-test-{uuid.uuid4().hex}"
+        self.messages: List[dict] = []
+        self._cond = threading.Condition()  # guards messages
+        self._sock = None
+
+    def start(self) -> Receiver:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind("\0" + self.name)
+        threading.Thread(target=self._run, args=(self._sock,), daemon=True).start()
+        return self
+
+    def _run(self, sock) -> None:
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return  # shut down
+            with self._cond:
+                self.messages.append(json.loads(data))
+                self._cond.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 90.0) -> List[dict]:
+        """All messages once there are at least ``count``."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.messages) >= count, timeout):
+                raise AssertionError(f"gave up waiting; received {self.messages}")
+            return list(self.messages)
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes the reading thread
+            except OSError:
+                pass
+            self._sock.close()
+
+
+def scripted_customize(tmp_path, windows, name: str = "scripted.py", rgb_size=None):
+    """A customize file whose detect() is true in ``windows`` (seconds after import).
+
+    ``windows`` holds (start, end) pairs; an end of None means for ever. It writes
+    each change of its answer, with the time, to a log file (read with ``changes``).
+    With ``rgb_size`` it is detect(rgb) and also logs "size N" for a picture of
+    another length; without, detect(). Returns (path of the file, path of the log).
+    """
+    log = tmp_path / (name + ".log")
+    path = tmp_path / name
+    path.write_text(
+        textwrap.dedent(f"""\
+        import time
+
+        T0 = time.time()
+        WINDOWS = {windows!r}
+        RGB_SIZE = {rgb_size!r}
+        _last = [None]
+
+
+        def _note(line):
+            with open({str(log)!r}, "a") as f:
+                f.write(line + "\\n")
+
+
+        def _answer():
+            t = time.time() - T0
+            state = any(a <= t and (b is None or t < b) for a, b in WINDOWS)
+            if state != _last[0]:
+                _last[0] = state
+                _note("%r %s" % (time.time(), state))
+            return state
+
+
+        if RGB_SIZE is None:
+
+            def detect():
+                return _answer()
+
+        else:
+
+            def detect(rgb):
+                if len(rgb) != RGB_SIZE:
+                    _note("size %d" % len(rgb))
+                return _answer()
+        """)
+    )
+    return str(path), log
+
+
+def changes(log_path) -> List[Tuple[float, bool]]:
+    """(time, state) of every change a ``scripted_customize`` detector made."""
+    out = []
+    for line in log_path.read_text().splitlines():
+        when, state = line.split()
+        out.append((float(when), state == "True"))
+    return out
+
+
+def ffprobe(path, *args: str, of: str = "csv=p=0") -> str:
+    """What ffprobe prints about the first video stream of ``path`` with ``args``."""
+    return subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", *args, "-of", of, str(path)],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
-    )
-    return int(out.stdout.strip())
+    ).stdout.strip()
+
+
+def count_frames(path) -> int:
+    """Frames ffprobe decodes from a video file (raw H.264 or mp4)."""
+    return int(ffprobe(path, "-count_frames", "-show_entries", "stream=nb_read_frames"))
+
+
+def frame_size(path) -> Tuple[int, int]:
+    width, height = ffprobe(path, "-show_entries", "stream=width,height").split(",")
+    return int(width), int(height)
+
+
+def starts_with_keyframe(path) -> bool:
+    first = ffprobe(path, "-read_intervals", "%+#1", "-show_entries", "frame=key_frame")
+    return first.splitlines()[0].startswith("1")

@@ -6,70 +6,35 @@ ffprobe, messages with a receiver bound to a unique abstract socket name.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import textwrap
-import threading
 import time
-import uuid
 
 import pytest
 
-from tests.helpers import ROOT, Pancake, count_frames, fake_clock_env, run_cli
+from tests.helpers import (
+    ROOT,
+    Pancake,
+    Receiver,
+    changes,
+    count_frames,
+    fake_clock_env,
+    frames_received,
+    run_cli,
+    scripted_customize,
+    starts_with_keyframe,
+    stop,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
 
 FPS = 12
 
 
-class Receiver:
-    """A post-processor stand-in: collects the JSON datagrams sent to its name."""
-
-    def __init__(self, name=None):
-        self.name = name or f"rp-test-{uuid.uuid4().hex}"
-        self.messages = []
-        self._cond = threading.Condition()
-        self._sock = None
-
-    def start(self) -> Receiver:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind("\0" + self.name)
-        threading.Thread(target=self._run, args=(self._sock,), daemon=True).start()
-        return self
-
-    def _run(self, sock) -> None:
-        while True:
-            try:
-                data = sock.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return  # shut down
-            with self._cond:
-                self.messages.append(json.loads(data))
-                self._cond.notify_all()
-
-    def wait_for(self, predicate, timeout=60.0) -> list:
-        with self._cond:
-            if not self._cond.wait_for(lambda: predicate(self.messages), timeout):
-                raise AssertionError(f"gave up waiting; received {self.messages}")
-            return list(self.messages)
-
-    def stop(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)  # wakes the reading thread
-            except OSError:
-                pass
-            self._sock.close()
-
-
 @pytest.fixture
 def receiver():
+    """Factory: ``receiver(name=None, start=True)``; all are stopped at teardown."""
     made = []
 
     def make(name=None, start=True):
@@ -97,79 +62,6 @@ def start_pancake(procs, *args, **kwargs) -> Pancake:
     return p
 
 
-def stop(p: Pancake) -> str:
-    """SIGTERM, then the exit code must be 0; returns the log."""
-    rc, out = p.stop(timeout=60)
-    assert rc == 0, out
-    return out
-
-
-def starts_with_keyframe(path: str) -> bool:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-read_intervals",
-            "%+#1",
-            "-show_entries",
-            "frame=key_frame,pict_type",
-            "-of",
-            "csv=p=0",
-            path,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return out.stdout.strip().splitlines()[0].startswith("1")
-
-
-def frames_received(log: str) -> int:
-    return int(re.search(r"recording received (\d+) H.264 frames", log).group(1))
-
-
-def scripted_customize(tmp_path, windows, name="scripted.py"):
-    """A customize file whose detect() is true in ``windows`` (seconds after import).
-
-    It writes each change of its answer, with the time, to a file the test reads.
-    """
-    log = tmp_path / (name + ".log")
-    path = tmp_path / name
-    path.write_text(
-        textwrap.dedent(f"""\
-        import time
-
-        T0 = time.time()
-        WINDOWS = {windows!r}
-        _last = [None]
-
-
-        def detect():
-            t = time.time() - T0
-            state = any(a <= t and (b is None or t < b) for a, b in WINDOWS)
-            if state != _last[0]:
-                _last[0] = state
-                with open({str(log)!r}, "a") as f:
-                    f.write("%r %s\\n" % (time.time(), state))
-            return state
-        """)
-    )
-    return str(path), log
-
-
-def changes(log_path):
-    """(time, state) of every change the scripted detector made."""
-    out = []
-    for line in log_path.read_text().splitlines():
-        when, state = line.split()
-        out.append((float(when), state == "True"))
-    return out
-
-
 def clip_start(path: str) -> float:
     """The local time in a clip's name, YYYYMMDD-hhmmss."""
     stamp = os.path.basename(path)[:15]
@@ -194,14 +86,14 @@ def test_continuous_splits_at_the_quarter_hour_and_loses_no_frame(tmp_path, proc
         env=env,
     )
     # the first file is announced once the split at 17:15:00 has happened
-    rx.wait_for(lambda m: len(m) >= 1, timeout=90)
+    rx.wait_for(1, timeout=90)
     first = tmp_path / "20200623-1714.h264"
     second = tmp_path / "20200623-1715.h264"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and second.stat().st_size < 20000:
         time.sleep(0.2)  # let the second file grow a few seconds
     log = stop(p)
-    messages = rx.wait_for(lambda m: len(m) >= 2)
+    messages = rx.wait_for(2)
     assert messages == [{"h264": str(first)}, {"h264": str(second)}]
     assert sorted(os.listdir(tmp_path)) == [first.name, second.name]
     counts = [count_frames(str(first)), count_frames(str(second))]
@@ -230,9 +122,9 @@ def test_shipped_motion_detector_records_the_sim_scene_moving(tmp_path, procs, r
         rx.name,
     )
     # the ball moves from 6 s to 14 s of each 20 s cycle
-    messages = rx.wait_for(lambda m: len(m) >= 2, timeout=90)
+    messages = rx.wait_for(2, timeout=90)
     log = stop(p)
-    messages = rx.wait_for(lambda m: len(m) >= 3)
+    messages = rx.wait_for(3)
     clips = [m for m in messages if "detection" in m]
     assert [m["detection"] for m in clips] == [True, False]
     for m in clips:
@@ -261,7 +153,7 @@ def test_edge_clips_around_a_scripted_detection(tmp_path, procs, receiver):
         "--emit",
         rx.name,
     )
-    rx.wait_for(lambda m: len(m) >= 2, timeout=90)
+    rx.wait_for(2, timeout=90)
     stop(p)
     messages = rx.messages
     assert [m["detection"] for m in messages] == [True, False]
@@ -293,10 +185,10 @@ def test_all_mode_sequence_and_sigterm_closing_a_recording(tmp_path, procs, rece
         "--emit",
         rx.name,
     )
-    rx.wait_for(lambda m: len(m) >= 4, timeout=90)  # the second recording's clip
+    rx.wait_for(4, timeout=90)  # the second recording's clip
     time.sleep(2)  # now well inside the second recording
     log = stop(p)
-    messages = rx.wait_for(lambda m: len(m) >= 6)
+    messages = rx.wait_for(6)
     clip1, false, rest1, clip2 = messages[:4]
     assert clip1["detection"] is True and set(clip1) == {"h264", "detection"}
     assert false == {"detection": False}
@@ -316,7 +208,7 @@ def test_all_mode_sequence_and_sigterm_closing_a_recording(tmp_path, procs, rece
 
 
 def test_emitter_sends_what_waited_once_the_receiver_is_back(tmp_path, procs, receiver):
-    customize, _ = scripted_customize(tmp_path, [(1.0, 3.0)])
+    customize, changes_log = scripted_customize(tmp_path, [(1.0, 3.0)])
     rx = receiver(start=False)
     p = start_pancake(
         procs,
@@ -330,11 +222,11 @@ def test_emitter_sends_what_waited_once_the_receiver_is_back(tmp_path, procs, re
         rx.name,
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(changes(tmp_path / "scripted.py.log")) < 3:
+    while time.monotonic() < deadline and len(changes(changes_log)) < 3:
         time.sleep(0.2)  # both edges have happened with nobody listening
     time.sleep(1.5)
     rx.start()
-    messages = rx.wait_for(lambda m: len(m) >= 2, timeout=30)
+    messages = rx.wait_for(2, timeout=30)
     log = stop(p)
     assert messages == [{"detection": True}, {"detection": False}]
     assert "no receiver on" in log
