@@ -21,6 +21,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTDATA = os.path.join(os.path.dirname(ROOT), "shared", "testdata")
 PI_H264 = os.path.join(TESTDATA, "raspivid-1080p-116frames.h264")
+#: stand-ins for the Pi camera libraries (picamera, picamera2, libcamera)
+FAKES = os.path.join(ROOT, "tests", "fakes")
 
 
 def free_port() -> int:
@@ -75,8 +77,11 @@ class Pancake:
         return self.proc.returncode, out
 
 
-def run_cli(script: str, *args: str, input: str = "", timeout: float = 60, cwd=ROOT):
-    """Run one of the project's scripts to completion; returns CompletedProcess."""
+def run_cli(script: str, *args: str, input: str = "", timeout: float = 60, cwd=ROOT, env=None):
+    """Run one of the project's scripts to completion; returns CompletedProcess.
+
+    ``env`` replaces the whole environment (None: this process's own).
+    """
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, script), *args],
         input=input,
@@ -84,6 +89,7 @@ def run_cli(script: str, *args: str, input: str = "", timeout: float = 60, cwd=R
         text=True,
         timeout=timeout,
         cwd=cwd,
+        env=env,
     )
 
 

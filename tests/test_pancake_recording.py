@@ -62,6 +62,11 @@ def start_pancake(procs, *args, **kwargs) -> Pancake:
     return p
 
 
+def scripted_detection(customize: str) -> list:
+    """Flags that ask a ``scripted_customize`` file ten times a second, without pictures."""
+    return ["--detect", "no-image", "--detect-interval", "0.1", "--customize", customize]
+
+
 def clip_start(path: str) -> float:
     """The local time in a clip's name, YYYYMMDD-hhmmss."""
     stamp = os.path.basename(path)[:15]
@@ -90,7 +95,8 @@ def test_continuous_splits_at_the_quarter_hour_and_loses_no_frame(tmp_path, proc
     first = tmp_path / "20200623-1714.h264"
     second = tmp_path / "20200623-1715.h264"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and second.stat().st_size < 20000:
+    # the first file is announced once closed, maybe before the second is opened
+    while time.monotonic() < deadline and (not second.exists() or second.stat().st_size < 20000):
         time.sleep(0.2)  # let the second file grow a few seconds
     log = stop(p)
     messages = rx.wait_for(2)
@@ -144,12 +150,7 @@ def test_edge_clips_around_a_scripted_detection(tmp_path, procs, receiver):
         "--record-detection",
         "edge",
         str(tmp_path),
-        "--detect",
-        "no-image",
-        "--detect-interval",
-        "0.1",
-        "--customize",
-        customize,
+        *scripted_detection(customize),
         "--emit",
         rx.name,
     )
@@ -176,12 +177,7 @@ def test_all_mode_sequence_and_sigterm_closing_a_recording(tmp_path, procs, rece
         "--record-detection",
         "all",
         str(tmp_path),
-        "--detect",
-        "no-image",
-        "--detect-interval",
-        "0.1",
-        "--customize",
-        customize,
+        *scripted_detection(customize),
         "--emit",
         rx.name,
     )
@@ -212,12 +208,7 @@ def test_emitter_sends_what_waited_once_the_receiver_is_back(tmp_path, procs, re
     rx = receiver(start=False)
     p = start_pancake(
         procs,
-        "--detect",
-        "no-image",
-        "--detect-interval",
-        "0.1",
-        "--customize",
-        customize,
+        *scripted_detection(customize),
         "--emit",
         rx.name,
     )

@@ -16,67 +16,39 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
-import socket
-import subprocess
-import textwrap
-import threading
 import time
-import uuid
 
 import pytest
 import tornado.websocket
 from PIL import Image
 
-from tests.helpers import ROOT, Pancake, fake_clock_env
+from tests.helpers import (
+    FAKES,
+    ROOT,
+    Pancake,
+    Receiver,
+    changes,
+    count_frames,
+    fake_clock_env,
+    frame_size,
+    frames_received,
+    scripted_customize,
+    starts_with_keyframe,
+    stop,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
 
-FAKES = os.path.join(ROOT, "tests", "fakes")
 FPS = 12
 BACKENDS = ["picamera", "picamera2"]
 
 
-class Receiver:
-    """Collects the JSON datagrams pancake.py emits to a unique abstract name."""
-
-    def __init__(self):
-        self.name = f"rp-pi-test-{uuid.uuid4().hex}"
-        self.messages = []
-        self._cond = threading.Condition()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind("\0" + self.name)
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            try:
-                data = self._sock.recv(65536)
-            except OSError:
-                return
-            if not data:  # shut down
-                return
-            with self._cond:
-                self.messages.append(json.loads(data))
-                self._cond.notify_all()
-
-    def wait_for(self, count, timeout=90.0):
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self.messages) >= count, timeout):
-                raise AssertionError(f"gave up waiting; received {self.messages}")
-            return list(self.messages)
-
-    def close(self):
-        self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
-
-
 @pytest.fixture
 def receiver():
-    r = Receiver()
+    r = Receiver().start()
     yield r
-    r.close()
+    r.stop()
 
 
 @pytest.fixture
@@ -102,42 +74,6 @@ def run_pancake(tmp_path):
         p.stop(timeout=60)
 
 
-def stop(p):
-    rc, out = p.stop(timeout=60)
-    assert rc == 0, out
-    assert "Traceback" not in out, out
-    return out
-
-
-def ffprobe(path, *entries):
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", *entries, "-of", "csv=p=0", path],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return out.stdout.strip()
-
-
-def frame_count(path):
-    return int(ffprobe(str(path), "-count_frames", "-show_entries", "stream=nb_read_frames"))
-
-
-def frame_size(path):
-    w, h = ffprobe(str(path), "-show_entries", "stream=width,height").split(",")
-    return int(w), int(h)
-
-
-def starts_with_keyframe(path):
-    first = ffprobe(str(path), "-read_intervals", "%+#1", "-show_entries", "frame=key_frame")
-    return first.splitlines()[0].startswith("1")
-
-
-def frames_received(log):
-    return int(re.search(r"recording received (\d+) H.264 frames", log).group(1))
-
-
 def usage_of(path):
     with open(path) as f:
         return json.load(f)
@@ -157,7 +93,7 @@ async def watch(port, count):
 def test_live_view_serves_the_cameras_jpegs(backend, run_pancake):
     p, usage = run_pancake(backend, "--resolution", "320", "240", "--max-stream-fps", "30")
     frames = asyncio.run(watch(p.port, 6))
-    stop(p)
+    stop(p, clean_log=True)
     assert len({hashlib.sha1(f).hexdigest() for f in frames}) == 6
     for data in frames:
         picture = Image.open(io.BytesIO(data))
@@ -195,10 +131,10 @@ def test_continuous_recording_splits_at_the_quarter_hour(backend, run_pancake, r
     # the first file is announced once closed, maybe before the second is opened
     while time.monotonic() < deadline and (not second.exists() or second.stat().st_size < 20000):
         time.sleep(0.2)
-    log = stop(p)
+    log = stop(p, clean_log=True)
     assert receiver.wait_for(2) == [{"h264": str(first)}, {"h264": str(second)}]
     assert sorted(os.listdir(out_dir)) == [first.name, second.name]
-    counts = [frame_count(first), frame_count(second)]
+    counts = [count_frames(first), count_frames(second)]
     assert all(counts) and sum(counts) == frames_received(log)
     for path in (first, second):
         assert starts_with_keyframe(path) and frame_size(path) == (256, 192)
@@ -214,39 +150,12 @@ def test_continuous_recording_splits_at_the_quarter_hour(backend, run_pancake, r
         assert h264[2] == "lores" and h264[3]["iperiod"] == FPS and h264[3]["repeat"]
 
 
-def scripted_customize(tmp_path, start, end, size):
-    """detect(rgb) true from ``start`` to ``end`` s after import; logs its changes and sizes."""
-    log = tmp_path / "detect.log"
-    path = tmp_path / "scripted.py"
-    path.write_text(
-        textwrap.dedent(f"""\
-        import time
-
-        T0 = time.time()
-        _last = [None]
-
-
-        def detect(rgb):
-            with open({str(log)!r}, "a") as f:
-                if len(rgb) != {size}:
-                    f.write("size %d\\n" % len(rgb))
-                t = time.time() - T0
-                state = {start} <= t < {end}
-                if state != _last[0]:
-                    _last[0] = state
-                    f.write("%r %s\\n" % (time.time(), state))
-            return state
-        """)
-    )
-    return str(path), log
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_edge_clips_around_a_scripted_detection(backend, run_pancake, receiver, tmp_path):
     out_dir = tmp_path / "clips"
     out_dir.mkdir()
     # late enough that the pre-roll has frames after the camera's 2 s warm-up
-    customize, detect_log = scripted_customize(tmp_path, 8.0, 13.0, 100 * 60 * 3)
+    customize, detect_log = scripted_customize(tmp_path, [(8.0, 13.0)], rgb_size=100 * 60 * 3)
     p, _ = run_pancake(
         backend,
         "--record-detection",
@@ -265,14 +174,14 @@ def test_edge_clips_around_a_scripted_detection(backend, run_pancake, receiver, 
         receiver.name,
     )
     messages = receiver.wait_for(2, timeout=120)
-    stop(p)
+    stop(p, clean_log=True)
     assert [m["detection"] for m in messages] == [True, False]
     lines = detect_log.read_text().splitlines()
     assert not [line for line in lines if line.startswith("size")], "RGB of the wrong size"
-    edges = [float(line.split()[0]) for line in lines[1:]]  # the first line: initial False
+    edges = [t for t, _ in changes(detect_log)[1:]]  # the first change: initial False
     assert len(edges) == 2
     for m, edge in zip(messages, edges):
-        frames = frame_count(m["h264"])
+        frames = count_frames(m["h264"])
         assert 4 * FPS <= frames <= 6 * FPS, frames
         assert starts_with_keyframe(m["h264"]) and frame_size(m["h264"]) == (320, 240)
         stamp = os.path.basename(m["h264"])[:15]

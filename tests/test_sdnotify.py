@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from raspberry_pancake.sdnotify import Notifier
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -173,12 +174,6 @@ def test_watchdog_interval_is_half_the_timeout(path_receiver, environ, interval)
 
 
 # --- pancake.py under a pretend systemd ---------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_answers(port: int) -> bool:

@@ -54,7 +54,11 @@ class ExternalConverter(Converter):
         raise NotImplementedError
 
     def convert(self, src: str, dst: str, rate: Fraction, stop: threading.Event) -> None:
-        result = runner.run(self.command(src, dst, rate), runner.size_timeout(src, CONVERSION_BYTES_PER_SECOND), stop)
+        result = runner.run(
+            self.command(src, dst, rate),
+            runner.size_timeout(src, CONVERSION_BYTES_PER_SECOND),
+            stop,
+        )
         if not result.ok:
             raise ConversionError(f"{self.program} failed: {result.reason()}")
 

@@ -114,7 +114,11 @@ class ScpDestination(Destination):
             raise UploadError(f"ssh mkdir {remote_dir} failed: {result.reason()}")
 
     def upload(self, local: str, remote_dir: str, stop: threading.Event) -> None:
-        result = runner.run(self.scp_command(local, remote_dir), runner.size_timeout(local, TRANSFER_BYTES_PER_SECOND), stop)
+        result = runner.run(
+            self.scp_command(local, remote_dir),
+            runner.size_timeout(local, TRANSFER_BYTES_PER_SECOND),
+            stop,
+        )
         if not result.ok:
             raise UploadError(f"scp failed: {result.reason()}")
 
@@ -164,7 +168,9 @@ class FtpDestination(Destination):
             with os.fdopen(fd, "w") as f:
                 f.write(f"host {self.host}\nuser {self.user}\npass {self.password}\n")
             result = runner.run(
-                self.command(login_file, local, remote_dir), runner.size_timeout(local, TRANSFER_BYTES_PER_SECOND), stop
+                self.command(login_file, local, remote_dir),
+                runner.size_timeout(local, TRANSFER_BYTES_PER_SECOND),
+                stop,
             )
         finally:
             os.remove(login_file)

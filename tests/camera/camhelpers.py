@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import threading
+from contextlib import contextmanager
 from typing import List, Tuple
 
 import numpy as np
+
+from tests.helpers import ffprobe
 
 
 class Collector:
@@ -47,32 +49,45 @@ def nal_types(data: bytes) -> List[int]:
 
 
 def ffprobe_video(path: str) -> dict:
-    """Width, height and decoded frame count of a raw H.264 file, read by ffprobe."""
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames",
-            "-of",
-            "default=noprint_wrappers=1",
-            path,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
+    """Codec, size and decoded frame count of a raw H.264 file, read by ffprobe."""
+    out = ffprobe(
+        path,
+        "-count_frames",
+        "-show_entries",
+        "stream=codec_name,width,height,nb_read_frames",
+        of="default=noprint_wrappers=1",
+    )
     fields = dict(line.split("=", 1) for line in out.split())
     return {
         "codec": fields["codec_name"],
         "size": (int(fields["width"]), int(fields["height"])),
         "frames": int(fields["nb_read_frames"]),
     }
+
+
+@contextmanager
+def running(camera):
+    """The camera started for the ``with`` block, stopped however the block ends."""
+    camera.start()
+    try:
+        yield camera
+    finally:
+        camera.stop()
+
+
+def rgb_frames_while_nobody_waits(camera) -> List:
+    """RGB frames delivered to an output that wants none, while 5 JPEGs go out."""
+    rgb, jpeg = Collector(wanted=False), Collector()
+    camera.set_rgb_output(rgb, (100, 60))
+    camera.set_jpeg_output(jpeg)
+    with running(camera):
+        jpeg.wait_for(5)
+    return rgb.frames
+
+
+def rgb_picture(frame) -> np.ndarray:
+    """An RGB frame's bytes as an HxWx3 picture."""
+    return np.frombuffer(frame.data, dtype=np.uint8).reshape(frame.height, frame.width, 3)
 
 
 # the sim scene's furniture (raspberry_pancake.camera.scene), as fractions of the picture

@@ -6,13 +6,12 @@ sys.modules afterwards, so no other test sees a "camera" by accident.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FAKES = os.path.join(ROOT, "tests", "fakes")
+from tests.helpers import FAKES
+
 FAKE_PACKAGES = ("picamera", "picamera2", "libcamera")
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from raspberry_pancake.camera import BACKENDS, CameraSettings, open_camera
 from raspberry_pancake.exc import CameraUnavailableError
+from tests.helpers import FAKES, ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REAL_PI_LIBS = any(importlib.util.find_spec(n) for n in ("picamera", "picamera2"))
 
 
@@ -30,7 +30,7 @@ def test_importing_the_package_touches_no_pi_library():
     )
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "tests", "fakes")]),
+        "PYTHONPATH": os.pathsep.join([ROOT, FAKES]),
     }
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60

@@ -9,18 +9,6 @@ import time
 import av
 import numpy as np
 import pytest
-from camhelpers import (
-    BLUE,
-    BLUE_AT,
-    BROWN,
-    BROWN_AT,
-    Collector,
-    colour_at,
-    ffprobe_video,
-    mirrored,
-    nal_types,
-    near,
-)
 from PIL import Image
 
 from raspberry_pancake.camera.base import CameraSettings
@@ -32,6 +20,21 @@ from raspberry_pancake.camera.picamera2_backend import (
     yuv420_to_rgb,
 )
 from raspberry_pancake.exc import CameraUnavailableError, ConfigError
+from tests.camera.camhelpers import (
+    BLUE,
+    BLUE_AT,
+    BROWN,
+    BROWN_AT,
+    Collector,
+    colour_at,
+    ffprobe_video,
+    mirrored,
+    nal_types,
+    near,
+    rgb_frames_while_nobody_waits,
+    rgb_picture,
+    running,
+)
 
 pytestmark = pytest.mark.usefixtures("fake_libs")
 
@@ -51,10 +54,6 @@ def the_fake():
 
 def logged(fake, call):
     return [entry for entry in fake.log if entry[0] == call]
-
-
-def rgb_picture(frame) -> np.ndarray:
-    return np.frombuffer(frame.data, dtype=np.uint8).reshape(frame.height, frame.width, 3)
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
@@ -148,13 +147,10 @@ def run_all_outputs(settings, record=(640, 480), detect=(100, 60), frames=3):
     camera.set_h264_output(h264, record)
     camera.set_jpeg_output(jpeg)
     camera.set_rgb_output(rgb, detect)
-    camera.start()
-    try:
+    with running(camera):
         h264.wait_for(frames)
         jpeg.wait_for(frames)
         rgb.wait_for(frames)
-    finally:
-        camera.stop()
     return camera, h264.frames, jpeg.frames, rgb.frames
 
 
@@ -187,11 +183,8 @@ def test_h264_is_real_with_headers_and_a_keyframe_every_second(tmp_path):
     camera = make_camera(resolution=(320, 240), fps=fps)
     h264 = Collector()
     camera.set_h264_output(h264, (320, 240))
-    camera.start()
-    try:
+    with running(camera):
         frames = h264.wait_for(2 * fps + 1)
-    finally:
-        camera.stop()
     assert [n for n, f in enumerate(frames) if f.keyframe][:3] == [0, fps, 2 * fps]
     for frame in frames:
         types = nal_types(frame.data)
@@ -213,16 +206,7 @@ def test_rgb_is_exactly_w_h_3_bytes_of_the_picture():
 
 
 def test_rgb_is_skipped_while_nobody_waits():
-    camera = make_camera(resolution=(320, 240), fps=10)
-    rgb, jpeg = Collector(wanted=False), Collector()
-    camera.set_rgb_output(rgb, (100, 60))
-    camera.set_jpeg_output(jpeg)
-    camera.start()
-    try:
-        jpeg.wait_for(5)
-    finally:
-        camera.stop()
-    assert rgb.frames == []
+    assert rgb_frames_while_nobody_waits(make_camera(resolution=(320, 240), fps=10)) == []
 
 
 @pytest.mark.parametrize(
@@ -340,11 +324,8 @@ def test_a_failing_output_does_not_stop_the_others():
     jpeg = Collector()
     camera.set_h264_output(Broken())
     camera.set_jpeg_output(jpeg)
-    camera.start()
-    try:
+    with running(camera):
         jpeg.wait_for(5)
-    finally:
-        camera.stop()
     assert the_fake().callback_errors == []
 
 

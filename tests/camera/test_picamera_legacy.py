@@ -8,7 +8,10 @@ import time
 
 import numpy as np
 import pytest
-from camhelpers import (
+
+from raspberry_pancake.camera.base import TIMESTAMP_FORMAT, CameraSettings
+from raspberry_pancake.exc import CameraUnavailableError
+from tests.camera.camhelpers import (
     BLUE,
     BLUE_AT,
     BROWN,
@@ -19,19 +22,13 @@ from camhelpers import (
     mirrored,
     nal_types,
     near,
+    rgb_frames_while_nobody_waits,
+    rgb_picture,
+    running,
 )
-
-from raspberry_pancake.camera.base import TIMESTAMP_FORMAT, CameraSettings
-from raspberry_pancake.exc import CameraUnavailableError
+from tests.helpers import PI_H264
 
 pytestmark = pytest.mark.usefixtures("fake_libs")
-
-TESTDATA_H264 = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
-    "shared",
-    "testdata",
-    "raspivid-1080p-116frames.h264",
-)
 
 
 def make_camera(**settings):
@@ -47,23 +44,16 @@ def the_fake():
     return picamera.fake.cameras[0]
 
 
-def rgb_picture(frame) -> np.ndarray:
-    return np.frombuffer(frame.data, dtype=np.uint8).reshape(frame.height, frame.width, 3)
-
-
 def test_uses_one_splitter_port_per_output_within_the_documented_limits():
     camera = make_camera(resolution=(320, 240), fps=10)
     h264, jpeg, rgb = Collector(), Collector(), Collector()
     camera.set_h264_output(h264, (256, 192))
     camera.set_jpeg_output(jpeg)
     camera.set_rgb_output(rgb, (100, 60))
-    camera.start()
-    try:
+    with running(camera):
         h264.wait_for(3)
         jpeg.wait_for(3)
         rgb.wait_for(3)
-    finally:
-        camera.stop()
     fake = the_fake()
     assert fake.log[0] == ("open", {"resolution": (320, 240), "framerate": 10})
     by_port = {r["port"]: r for r in fake.recordings}
@@ -89,11 +79,8 @@ def test_h264_is_real_with_headers_and_a_keyframe_every_second(tmp_path):
     camera = make_camera(resolution=(320, 240), fps=fps)
     h264 = Collector()
     camera.set_h264_output(h264, (192, 144))
-    camera.start()
-    try:
+    with running(camera):
         frames = h264.wait_for(2 * fps + 1)
-    finally:
-        camera.stop()
     assert frames[0].keyframe
     keyframe_positions = [n for n, f in enumerate(frames) if f.keyframe]
     assert keyframe_positions[:3] == [0, fps, 2 * fps]
@@ -117,11 +104,8 @@ def test_rgb_is_cropped_from_the_padded_buffer_to_exactly_w_h_3_bytes():
     camera = make_camera(resolution=(320, 240), fps=10)
     rgb = Collector()
     camera.set_rgb_output(rgb, (100, 60))  # padded by the camera to 128x64
-    camera.start()
-    try:
+    with running(camera):
         frames = rgb.wait_for(3)
-    finally:
-        camera.stop()
     for frame in frames:
         assert (frame.width, frame.height, len(frame.data)) == (100, 60, 100 * 60 * 3)
     picture = rgb_picture(frames[-1])
@@ -144,16 +128,7 @@ def test_crop_padded_rgb_keeps_exactly_the_picture():
 
 
 def test_rgb_is_skipped_while_nobody_waits():
-    camera = make_camera(resolution=(320, 240), fps=10)
-    rgb, jpeg = Collector(wanted=False), Collector()
-    camera.set_rgb_output(rgb, (100, 60))
-    camera.set_jpeg_output(jpeg)
-    camera.start()
-    try:
-        jpeg.wait_for(5)
-    finally:
-        camera.stop()
-    assert rgb.frames == []
+    assert rgb_frames_while_nobody_waits(make_camera(resolution=(320, 240), fps=10)) == []
 
 
 def test_flips_and_rotation_are_the_camera_settings():
@@ -168,11 +143,8 @@ def test_hflip_mirrors_the_picture():
     camera = make_camera(resolution=(320, 240), fps=10, hflip=True)
     rgb = Collector()
     camera.set_rgb_output(rgb)
-    camera.start()
-    try:
+    with running(camera):
         picture = rgb_picture(rgb.wait_for(2)[-1])
-    finally:
-        camera.stop()
     assert near(colour_at(picture, mirrored(BROWN_AT)), BROWN)
     assert near(colour_at(picture, mirrored(BLUE_AT)), BLUE)
 
@@ -181,8 +153,7 @@ def test_annotation_is_the_time_rewritten_every_second():
     camera = make_camera(resolution=(320, 240), fps=10, annotate_text_size=30)
     rgb = Collector()
     camera.set_rgb_output(rgb)
-    camera.start()
-    try:
+    with running(camera):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             texts = [e[2] for e in the_fake().log if e[:2] == ("set", "annotate_text")]
@@ -190,8 +161,6 @@ def test_annotation_is_the_time_rewritten_every_second():
                 break
             time.sleep(0.1)
         picture = rgb_picture(rgb.wait_for(1)[-1])
-    finally:
-        camera.stop()
     assert len(set(texts)) >= 3, texts
     for text in texts:
         time.strptime(text, TIMESTAMP_FORMAT)
@@ -247,15 +216,12 @@ def test_watchdog_sees_frames_arrive():
     jpeg = Collector()
     camera.set_jpeg_output(jpeg)
     assert camera.last_frame_monotonic is None
-    camera.start()
-    try:
+    with running(camera):
         jpeg.wait_for(2)
         assert camera.last_frame_monotonic is not None
-    finally:
-        camera.stop()
 
 
-@pytest.mark.skipif(not os.path.exists(TESTDATA_H264), reason="../shared/testdata is absent")
+@pytest.mark.skipif(not os.path.exists(PI_H264), reason="../shared/testdata is absent")
 def test_a_real_pi_bitstream_passes_through_unchanged():
     """raspivid's own output, cut into buffers as MMAL delivers them, loses and gains nothing."""
     from picamera.camera import nal_units
@@ -266,7 +232,7 @@ def test_a_real_pi_bitstream_passes_through_unchanged():
     camera = make_camera()
     out = Collector()
     camera.h264_output = out
-    data = open(TESTDATA_H264, "rb").read()
+    data = open(PI_H264, "rb").read()
     current = {}
     writer = PortWriter(lambda: current["info"], camera._on_h264)
     header = b""

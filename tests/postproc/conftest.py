@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from pp_helpers import PI_H264, BotApi, FtpServer, Postproc, SshServer  # noqa: E402
+from tests.helpers import PI_H264
+from tests.postproc.pp_helpers import BotApi, FtpServer, Postproc, SshServer
 
 
 @pytest.fixture

@@ -18,18 +18,12 @@ from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, List, Optional
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PI_H264 = os.path.join(os.path.dirname(ROOT), "shared", "testdata", "raspivid-1080p-116frames.h264")
+from tests.helpers import ROOT, ffprobe, free_port, wait_for_port
+
 PI_FRAMES = 116
 
 #: Generous: two cores shared by several people running test suites.
 WAIT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, what: str = "condition"):
@@ -39,17 +33,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, what: str =
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def wait_for_port(port: int, timeout: float = WAIT) -> None:
-    def listening():
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    wait_until(listening, timeout, f"port {port}")
 
 
 # -- media -------------------------------------------------------------------------
@@ -83,27 +66,15 @@ def make_h264(path: str, frames: int, fps: int = 12, size=(320, 240)) -> str:
 
 
 def probe(path: str) -> dict:
-    """Frame count (by decoding), stream duration, size and codec, as ffprobe sees them."""
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames,duration:format=format_name",
-            "-of",
-            "json",
-            path,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+    """Frame count (by decoding), stream duration, size, codec and container, by ffprobe."""
+    out = ffprobe(
+        path,
+        "-count_frames",
+        "-show_entries",
+        "stream=codec_name,width,height,nb_read_frames,duration:format=format_name",
+        of="json",
     )
-    info = json.loads(out.stdout)
+    info = json.loads(out)
     stream = info["streams"][0]
     return {
         "codec": stream["codec_name"],
@@ -238,6 +209,29 @@ class Postproc:
         return names
 
 
+# -- servers on loopback ------------------------------------------------------------
+
+
+class LoopbackServer:
+    """A server subprocess on a free loopback port; the test's thread starts and stops it."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.proc: Optional[subprocess.Popen] = None
+
+    def _spawn(self, argv: List[str], log_path: str) -> None:
+        """Run ``argv`` with its stderr appended to ``log_path``; return once the port listens."""
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+        wait_for_port(self.port, self.proc, WAIT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+        self.proc = None
+
+
 # -- an OpenSSH server on loopback ---------------------------------------------------
 
 
@@ -270,14 +264,14 @@ while True:
 """
 
 
-class SshServer:
+class SshServer(LoopbackServer):
     """sshd -D on a free loopback port, with its own host key and one authorized key."""
 
     def __init__(self, base):
+        super().__init__()
         self.base = base
         self.dir = str(base / "sshd")
         os.makedirs(self.dir)
-        self.port = free_port()
         self.user = getpass.getuser()
         self.remote = str(base / "remote-scp")
         os.makedirs(self.remote)
@@ -322,7 +316,6 @@ class SshServer:
                 "  StrictHostKeyChecking yes\n  LogLevel ERROR\n"
             )
         os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
-        self.proc: Optional[subprocess.Popen] = None
 
     @property
     def user_host(self) -> str:
@@ -339,18 +332,9 @@ class SshServer:
         return len(os.listdir(self.marks))
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["/usr/sbin/sshd", "-D", "-e", "-f", self.config],
-            stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(self.dir, "sshd.log"), "ab"),
+        self._spawn(
+            ["/usr/sbin/sshd", "-D", "-e", "-f", self.config], os.path.join(self.dir, "sshd.log")
         )
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-        self.proc = None
 
 
 # -- an FTP server on loopback (pyftpdlib in its own process) --------------------------
@@ -374,45 +358,25 @@ FTPServer(("127.0.0.1", int(port)), handler).serve_forever()
 """
 
 
-class FtpServer:
+class FtpServer(LoopbackServer):
     """pyftpdlib serving ``remote`` to one user with a password, on a free loopback port."""
 
     user = "camera"
     password = "s3cret-ftp-pass"
 
     def __init__(self, base, read_limit: int = 0):
-        self.port = free_port()
+        super().__init__()
         self.remote = str(base / "remote-ftp")
         os.makedirs(self.remote)
         self.read_limit = read_limit
         self.log = str(base / "ftpd.log")
-        self.proc: Optional[subprocess.Popen] = None
 
     def ftp_flag(self, remote_dir: str = "backup/cam") -> List[str]:
         return ["--upload-ftp", "127.0.0.1", str(self.port), self.user, self.password, remote_dir]
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                FTP_SERVER,
-                str(self.port),
-                self.user,
-                self.password,
-                self.remote,
-                str(self.read_limit),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "ab"),
-        )
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-        self.proc = None
+        argv = [sys.executable, "-c", FTP_SERVER, str(self.port), self.user, self.password]
+        self._spawn([*argv, self.remote, str(self.read_limit)], self.log)
 
 
 # -- a stand-in for the Telegram Bot API -------------------------------------------------

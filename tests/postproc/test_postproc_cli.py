@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import uuid
 
 import pytest
-from pp_helpers import ROOT
 
 from raspberry_pancake.postproc.cli import default_state_path
+from tests.helpers import run_cli
 
 
-def run_postproc(*args, timeout=60):
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "postproc.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
+def run_postproc(*args, timeout=60, env=None):
+    return run_cli("postproc.py", *args, timeout=timeout, env=env)
 
 
 @pytest.fixture
@@ -140,10 +132,7 @@ def test_default_state_directory_that_cannot_be_made(base_args, tmp_path):
     blocker.write_text("x")
     env = {**os.environ, "STATE_DIRECTORY": str(blocker / "sub")}
     args = base_args[:-2]  # no --state: use the default
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "postproc.py"), *args],
-        capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
+    result = run_postproc(*args, env=env)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "use --state FILE" in result.stderr

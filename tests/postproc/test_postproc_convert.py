@@ -8,10 +8,10 @@ import threading
 from fractions import Fraction
 
 import pytest
-from pp_helpers import PI_FRAMES, assert_mp4, make_h264
 
 from raspberry_pancake.exc import ConfigError, ConversionError
 from raspberry_pancake.postproc import convert
+from tests.postproc.pp_helpers import PI_FRAMES, assert_mp4, make_h264
 
 AVAILABLE = ["builtin"] + (["ffmpeg"] if convert.shutil.which("ffmpeg") else [])
 

@@ -7,7 +7,7 @@ import signal
 import socket
 import uuid
 
-from pp_helpers import assert_mp4, make_h264, wait_until
+from tests.postproc.pp_helpers import assert_mp4, make_h264, wait_until
 
 TOKEN = "123456:SECRET-token-never-logged"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import stat
 
-from pp_helpers import FtpServer, assert_mp4, free_port, make_h264, wait_until
+from tests.helpers import free_port
+from tests.postproc.pp_helpers import FtpServer, assert_mp4, make_h264, wait_until
 
 
 def remote_files(root) -> dict:
