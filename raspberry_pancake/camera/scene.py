@@ -22,11 +22,6 @@ CYCLE_SECONDS = 20.0
 MOTION_START, MOTION_END = 6.0, 14.0
 
 
-def scene_is_moving(elapsed: float) -> bool:
-    """Whether the ball moves at ``elapsed`` seconds after the camera started."""
-    return MOTION_START <= elapsed % CYCLE_SECONDS < MOTION_END
-
-
 def load_font(size: int):
     """A scalable font where Pillow has one, its small bitmap font otherwise."""
     for name in ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf"):

@@ -39,7 +39,6 @@ class SimCamera(Camera):
         self._thread: Optional[threading.Thread] = None
         self._stop_event = threading.Event()
         self._frozen = threading.Event()
-        self.frames_captured = 0
 
     def freeze(self, frozen: Optional[bool] = None) -> bool:
         """Stop (or resume) delivering frames, as a stalled camera would; returns the state."""
@@ -83,7 +82,6 @@ class SimCamera(Camera):
             except Exception:
                 logger.exception("sim camera failed to produce frame %d", index)
             index += 1
-            self.frames_captured = index
             next_due += period
             late = time.monotonic() - next_due
             if late > period:
