@@ -81,7 +81,7 @@ def run(mode: str, interval: float, seconds: float):
             now = wall0 + n / FPS
             fanout.outputframe(frame.__class__(frame.data, frame.keyframe, now, n))
             if slot is not None and slot.wants_frame():
-                slot.outputframe(RgbFrame(bytes(64 * 48 * 3), 64, 48, now, n))
+                slot.outputframe(RgbFrame(bytes(64 * 48 * 3), 64, 48, now, now, n))
 
     writer.start()
     detection.start()

@@ -78,5 +78,6 @@ def _timestamped(datas, keys, seconds, fps) -> List[H264Frame]:
     t0 = time.time()
     count = int(seconds * fps)
     return [
-        H264Frame(datas[n % len(datas)], keys[n % len(keys)], t0 + n / fps, n) for n in range(count)
+        H264Frame(datas[n % len(datas)], keys[n % len(keys)], t0 + n / fps, t0 + n / fps, n)
+        for n in range(count)
     ]

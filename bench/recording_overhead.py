@@ -92,13 +92,13 @@ def make_recorders(directory, mode, inbox):
 
 def with_edges(frames, inbox):
     """Yield the frames, putting the scripted edges (off 10 s, on 10 s...) into ``inbox``."""
-    t0 = frames[0].time
+    t0 = frames[0].wall
     state = False
     for frame in frames:
-        on = int((frame.time - t0) // 10) % 2 == 1
+        on = int((frame.wall - t0) // 10) % 2 == 1
         if on != state:
             state = on
-            inbox.put(Edge(frame.time, on))
+            inbox.put(Edge(frame.wall, on))
         yield frame
 
 

@@ -157,7 +157,7 @@ class DetectionThread:
             frame = self.slot.take(FRAME_WAIT)
             if frame is None:
                 return
-            when, args = frame.time, (frame.data,)
+            when, args = frame.wall, (frame.data,)
         else:
             when, args = time.time(), ()
         try:

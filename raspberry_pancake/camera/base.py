@@ -67,7 +67,8 @@ class H264Frame:
 
     data: bytes
     keyframe: bool
-    time: float  # wall-clock seconds at capture
+    monotonic: float  # capture time on CLOCK_MONOTONIC: measures every duration
+    wall: float  # wall-clock seconds at capture, read per frame: names files and marks
     index: int  # capture sequence number, shared by all outputs of one camera
 
 
@@ -76,7 +77,8 @@ class JpegFrame:
     """One JPEG picture at the live-view resolution."""
 
     data: bytes
-    time: float
+    monotonic: float
+    wall: float
     index: int
 
 
@@ -87,7 +89,8 @@ class RgbFrame:
     data: bytes
     width: int
     height: int
-    time: float
+    monotonic: float
+    wall: float
     index: int
 
 

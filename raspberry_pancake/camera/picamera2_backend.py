@@ -395,7 +395,7 @@ class Picamera2Camera(Camera):
         if self._rgb_slot.full() or not output_wants_frame(self.rgb_output):
             return
         try:
-            self._rgb_slot.put_nowait((array.copy(), when))
+            self._rgb_slot.put_nowait((array.copy(), time.monotonic(), when))
         except queue.Full:
             pass
 
@@ -407,10 +407,12 @@ class Picamera2Camera(Camera):
         return index
 
     def _on_h264(self, data: bytes, keyframe: bool, when: float) -> None:
-        self._deliver(self.h264_output, H264Frame(data, keyframe, when, self._next_index("h264")))
+        frame = H264Frame(data, keyframe, time.monotonic(), when, self._next_index("h264"))
+        self._deliver(self.h264_output, frame)
 
     def _on_jpeg(self, data: bytes, keyframe: bool, when: float) -> None:
-        self._deliver(self.jpeg_output, JpegFrame(data, when, self._next_index("jpeg")))
+        frame = JpegFrame(data, time.monotonic(), when, self._next_index("jpeg"))
+        self._deliver(self.jpeg_output, frame)
 
     # RGB worker thread
 
@@ -419,14 +421,14 @@ class Picamera2Camera(Camera):
         w, h = self.rgb_size
         while not self._stop_event.is_set():
             try:
-                array, when = self._rgb_slot.get(timeout=0.5)
+                array, captured, when = self._rgb_slot.get(timeout=0.5)
             except queue.Empty:
                 continue
             try:
                 rgb = yuv420_to_rgb(array, size, self._matrix)
                 if size != (w, h):
                     rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
-                frame = RgbFrame(rgb.tobytes(), w, h, when, self._next_index("rgb"))
+                frame = RgbFrame(rgb.tobytes(), w, h, captured, when, self._next_index("rgb"))
             except Exception:
                 logger.exception("could not convert a frame for detection")
                 continue

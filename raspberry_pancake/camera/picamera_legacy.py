@@ -278,12 +278,14 @@ class PicameraCamera(Camera):
             data, self._pending_header = self._pending_header + data, b""
         when = time.time() if info.timestamp is None else self._h264_epoch + info.timestamp / 1e6
         self._deliver(
-            self.h264_output, H264Frame(data, keyframe, when, self._next_index(H264_PORT))
+            self.h264_output,
+            H264Frame(data, keyframe, time.monotonic(), when, self._next_index(H264_PORT)),
         )
 
     def _on_jpeg(self, data: bytes, info) -> None:
         self._mark_alive()
-        self._deliver(self.jpeg_output, JpegFrame(data, time.time(), self._next_index(JPEG_PORT)))
+        frame = JpegFrame(data, time.monotonic(), time.time(), self._next_index(JPEG_PORT))
+        self._deliver(self.jpeg_output, frame)
 
     def _on_rgb(self, data: bytes, info) -> None:
         self._mark_alive()
@@ -296,4 +298,4 @@ class PicameraCamera(Camera):
         except ValueError:
             logger.exception("dropping a raw RGB frame of the wrong size")
             return
-        self._deliver(self.rgb_output, RgbFrame(rgb, w, h, time.time(), index))
+        self._deliver(self.rgb_output, RgbFrame(rgb, w, h, time.monotonic(), time.time(), index))

@@ -76,9 +76,9 @@ class SimCamera(Camera):
             if self._frozen.is_set():
                 next_due = time.monotonic() + period
                 continue
-            when = time.time()
+            captured, when = time.monotonic(), time.time()
             try:
-                self._capture(scene, encoder, index, index * period, when)
+                self._capture(scene, encoder, index, index * period, captured, when)
             except Exception:
                 logger.exception("sim camera failed to produce frame %d", index)
             index += 1
@@ -90,17 +90,19 @@ class SimCamera(Camera):
         if encoder is not None:
             encoder.close()
 
-    def _capture(self, scene: Scene, encoder, index: int, elapsed: float, when: float) -> None:
+    def _capture(
+        self, scene: Scene, encoder, index: int, elapsed: float, captured: float, when: float
+    ) -> None:
         image = scene.render(index, elapsed, when)
         self._mark_alive()
         if encoder is not None:
             picture = image if image.size == self.h264_size else image.resize(self.h264_size)
             for data, keyframe in encoder.encode(np.asarray(picture)):
-                self._deliver(self.h264_output, H264Frame(data, keyframe, when, index))
+                self._deliver(self.h264_output, H264Frame(data, keyframe, captured, when, index))
         if self.jpeg_output is not None and output_wants_frame(self.jpeg_output):
             buf = io.BytesIO()
             image.save(buf, "JPEG", quality=JPEG_QUALITY)
-            self._deliver(self.jpeg_output, JpegFrame(buf.getvalue(), when, index))
+            self._deliver(self.jpeg_output, JpegFrame(buf.getvalue(), captured, when, index))
         if self.rgb_output is not None and output_wants_frame(self.rgb_output):
             picture = (
                 image
@@ -108,4 +110,4 @@ class SimCamera(Camera):
                 else image.resize(self.rgb_size, Image.BILINEAR)
             )
             w, h = self.rgb_size
-            self._deliver(self.rgb_output, RgbFrame(picture.tobytes(), w, h, when, index))
+            self._deliver(self.rgb_output, RgbFrame(picture.tobytes(), w, h, captured, when, index))

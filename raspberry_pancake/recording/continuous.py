@@ -35,13 +35,13 @@ class ContinuousRecorder:
 
     def on_frame(self, frame: H264Frame) -> List[object]:
         actions: List[object] = []
-        if self._jumps.step(frame.time) < 0:
-            self.split_at = next_quarter_mark(frame.time)
-        if frame.keyframe and (self.current is None or frame.time >= self.split_at):
+        if self._jumps.step(frame.wall) < 0:
+            self.split_at = next_quarter_mark(frame.wall)
+        if frame.keyframe and (self.current is None or frame.wall >= self.split_at):
             if self.current is not None:
                 actions.append(Close(self.current))
-            self.current = RecordingFile(self.directory, continuous_name(frame.time))
-            self.split_at = next_quarter_mark(frame.time)
+            self.current = RecordingFile(self.directory, continuous_name(frame.wall))
+            self.split_at = next_quarter_mark(frame.wall)
             actions.append(Open(self.current))
         if self.current is not None:
             actions.append(Write(self.current, frame))

@@ -68,13 +68,13 @@ class _DetectionRecorder:
 
     def on_frame(self, frame: H264Frame) -> List[object]:
         actions: List[object] = []
-        delta = self._jumps.step(frame.time)
+        delta = self._jumps.step(frame.wall)
         if delta:
             # keep footage durations right: move every deadline with the clock
             self.preroll.shift(delta)
             self._shift(delta)
         self.preroll.append(frame)
-        now = frame.time
+        now = frame.wall
         for edge in self.inbox.due(now):
             self._on_edge(edge, frame, actions)
         self._on_time(now, frame, actions)
@@ -94,7 +94,7 @@ class _DetectionRecorder:
         buffered = [(t, f) for t, f in self.preroll.frames_from(start) if f is not current]
         first = buffered[0][1] if buffered else current
         clip = _Clip(
-            RecordingFile(self.directory, detection_name(first.time)), start, state, max_seconds
+            RecordingFile(self.directory, detection_name(first.wall)), start, state, max_seconds
         )
         actions.append(Open(clip.file))
         return clip, buffered
@@ -268,7 +268,7 @@ class AllRecorder(_DetectionRecorder):
         actions.append(Write(session.file, frame))
 
     def _open_part(self, session: _Session, now: float, frame: H264Frame, actions) -> None:
-        session.file = RecordingFile(self.directory, detection_name(frame.time))
+        session.file = RecordingFile(self.directory, detection_name(frame.wall))
         session.split_at = now + SPLIT_SECONDS
         actions.append(Open(session.file))
 

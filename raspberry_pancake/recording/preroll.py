@@ -25,7 +25,7 @@ class _Gop:
 
     @property
     def start(self) -> float:
-        return self.frames[0].time + self.offset
+        return self.frames[0].wall + self.offset
 
 
 class PrerollBuffer:
@@ -54,7 +54,7 @@ class PrerollBuffer:
         else:
             return  # nothing before the first keyframe can start a clip
         self.nbytes += len(frame.data)
-        self._trim(frame.time)
+        self._trim(frame.wall)
 
     def _trim(self, newest: float) -> None:
         # drop the oldest group while the next one alone still covers the time span
@@ -89,5 +89,5 @@ class PrerollBuffer:
         out: List[Tuple[float, H264Frame]] = []
         for gop in self._gops:
             if out or gop.start == start:
-                out.extend((f.time + gop.offset, f) for f in gop.frames)
+                out.extend((f.wall + gop.offset, f) for f in gop.frames)
         return out

@@ -142,12 +142,12 @@ class LiveViewSocket(tornado.websocket.WebSocketHandler):
         if not self.asked or self.ws_connection is None:
             return
         frame = self.broadcaster.latest
-        if frame is not None and frame.time < self.last_sent_time:
-            self.next_slot = frame.time  # the wall clock went backwards: start afresh
+        if frame is not None and frame.wall < self.last_sent_time:
+            self.next_slot = frame.wall  # the wall clock went backwards: start afresh
         if (
             frame is None
             or frame.index <= self.last_index
-            or frame.time < self.next_slot - self.slack
+            or frame.wall < self.next_slot - self.slack
         ):
             self.broadcaster.call_on_next_frame(self._answer)
             return
@@ -160,11 +160,11 @@ class LiveViewSocket(tornado.websocket.WebSocketHandler):
         self.asked = False
         self.last_index = frame.index
         self.last_send = now
-        self.last_sent_time = frame.time
-        if frame.time - self.next_slot < self.min_interval:
+        self.last_sent_time = frame.wall
+        if frame.wall - self.next_slot < self.min_interval:
             self.next_slot += self.min_interval
         else:  # fell behind (or the clock jumped forwards): slots start from this frame
-            self.next_slot = frame.time + self.min_interval
+            self.next_slot = frame.wall + self.min_interval
         try:
             self.write_message(frame.data, binary=True)
         except tornado.websocket.WebSocketClosedError:

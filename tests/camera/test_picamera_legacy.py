@@ -91,7 +91,7 @@ def test_h264_is_real_with_headers_and_a_keyframe_every_second(tmp_path):
             assert types[:2] == [7, 8] and 5 in types
         else:
             assert 5 not in types and 7 not in types and 1 in types
-    times = [f.time for f in frames]
+    times = [f.wall for f in frames]
     assert times == sorted(times)
     assert abs(times[-1] - time.time()) < 30
     path = tmp_path / "clip.h264"

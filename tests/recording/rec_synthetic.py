@@ -27,7 +27,15 @@ def make_frames(
     for n in range(int(round(seconds * fps))):
         index = first_index + n
         key = index % gop == 0
-        out.append(H264Frame(b"%s%d" % (b"K" if key else b"P", index), key, start + n / fps, index))
+        out.append(
+            H264Frame(
+                b"%s%d" % (b"K" if key else b"P", index),
+                key,
+                start + n / fps,
+                start + n / fps,
+                index,
+            )
+        )
     return out
 
 
@@ -41,7 +49,7 @@ def drive(recorder, frames: Iterable[H264Frame], edges=(), inbox=None, latency: 
     pending = sorted(edges, key=lambda e: e.time)
     actions = []
     for frame in frames:
-        while pending and pending[0].time + latency <= frame.time:
+        while pending and pending[0].time + latency <= frame.wall:
             inbox.put(pending.pop(0))
         actions.extend(recorder.on_frame(frame))
     actions.extend(recorder.finish())

@@ -23,9 +23,9 @@ def run(mode, seconds, timeline, latency=0.1, start=T0, frames=None):
 def check_clip(replay, clip, edge_time):
     got = replay.frames(clip)
     assert got[0].keyframe
-    assert 2.0 <= edge_time - got[0].time <= 4.0, "starts at a keyframe 2-4 s before the edge"
+    assert 2.0 <= edge_time - got[0].wall <= 4.0, "starts at a keyframe 2-4 s before the edge"
     assert 4.0 <= len(got) / FPS <= 6.0, "4-6 s long"
-    assert got[0].time <= edge_time <= got[-1].time, "contains the edge"
+    assert got[0].wall <= edge_time <= got[-1].wall, "contains the edge"
     indexes = [f.index for f in got]
     assert indexes == list(range(indexes[0], indexes[0] + len(indexes))), "no gap"
 
@@ -70,7 +70,7 @@ def test_edge_mode_makes_at_most_one_clip_per_three_seconds():
     replay, _ = run("edge", 40, timeline)
     states = [m["detection"] for m in replay.messages]
     assert states == [True, False, True]  # at 10, 13 (false since 13) and 16 (true since 16)
-    starts = [replay.frames(c)[0].time for c in replay.order]
+    starts = [replay.frames(c)[0].wall for c in replay.order]
     assert all(b - a >= 3.0 - 1e-6 for a, b in zip(starts, starts[1:]))
     for clip in replay.order:
         assert 4.0 <= replay.duration(clip, FPS) <= 6.0
@@ -88,8 +88,8 @@ def test_a_change_held_back_by_the_spacing_gets_its_clip_later():
     first, second = replay.order
     assert [m["detection"] for m in replay.messages] == [True, False]
     # made for t=13 (3 s after the first), still containing the real change at 11.2
-    assert replay.frames(second)[0].time <= T0 + 11.2
-    assert replay.frames(second)[-1].time >= T0 + 13
+    assert replay.frames(second)[0].wall <= T0 + 11.2
+    assert replay.frames(second)[-1].wall >= T0 + 13
 
 
 def test_flapping_detector_through_the_sampler_is_tamed():
@@ -128,7 +128,7 @@ def test_all_mode_message_sequence():
     ]
     check_clip(replay, clip, T0 + 20.3)
     contiguous(replay, [clip, rest])  # the recording continues exactly where the clip ends
-    last = replay.frames(rest)[-1].time
+    last = replay.frames(rest)[-1].wall
     assert T0 + 43.5 - 1 / FPS <= last < T0 + 43.5, "ends once false for 3 s"
     assert rest.name == "20200623-180023.h264"
 
@@ -138,7 +138,7 @@ def test_all_mode_detection_back_within_three_seconds_continues_the_same_file():
     replay, _ = run("all", 50, timeline)
     assert len(replay.order) == 2
     assert [m.get("detection") for m in replay.messages] == [True, False, None]
-    assert replay.frames(replay.order[1])[-1].time == pytest.approx(T0 + 32.9)
+    assert replay.frames(replay.order[1])[-1].wall == pytest.approx(T0 + 32.9)
 
 
 def test_all_mode_detection_back_after_three_seconds_is_a_new_recording():
@@ -181,7 +181,7 @@ def test_all_mode_clock_jumping_back_keeps_the_three_second_hold():
     replay, _ = run("all", 0, timeline, frames=before + after)
     clip, rest = replay.order
     contiguous(replay, [clip, rest])
-    assert replay.frames(rest)[-1].time == pytest.approx(T0 - 3600 + 37.9)
+    assert replay.frames(rest)[-1].wall == pytest.approx(T0 - 3600 + 37.9)
 
 
 def test_all_mode_clock_jumping_back_does_not_postpone_the_split():
@@ -227,7 +227,7 @@ def test_preroll_is_bounded_by_time_and_starts_at_a_keyframe():
 def test_preroll_is_bounded_by_bytes():
     buf = PrerollBuffer(seconds=60.0, max_bytes=1000)
     for f in make_frames(T0, 30, fps=FPS, gop=FPS):
-        buf.append(f.__class__(b"x" * 40, f.keyframe, f.time, f.index))
+        buf.append(f.__class__(b"x" * 40, f.keyframe, f.monotonic, f.wall, f.index))
     assert buf.nbytes <= 1000 + FPS * 40
     assert buf.nbytes == sum(len(f.data) for _, f in buf.frames_from(buf.keyframe_start(0)))
 

@@ -32,7 +32,7 @@ class ScriptedSlot:
 
 
 def rgb(t, value=0):
-    return RgbFrame(bytes([value]) * 12, 2, 2, t, int(t * 10))
+    return RgbFrame(bytes([value]) * 12, 2, 2, t, t, int(t * 10))
 
 
 def test_detect_bytes_edges_carry_the_capture_time_and_are_sampled():
@@ -82,7 +82,7 @@ def test_rgb_slot_asks_for_a_frame_only_while_detection_waits():
         time.sleep(0.001)
     slot.outputframe(rgb(2.0))
     t.join(30)
-    assert got[0].time == 2.0 and not slot.wants_frame()
+    assert got[0].wall == 2.0 and not slot.wants_frame()
     # at shutdown a waiting take() returns at once, with nothing
     t = threading.Thread(target=lambda: got.append(slot.take(3600)))
     t.start()

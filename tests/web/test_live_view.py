@@ -39,7 +39,7 @@ class FakeCapture:
             self.encoded += 1
             data = b"\xff\xd8frame-%d\xff\xd9" % self.index
             when = time.time() if when is None else when
-            self.broadcaster.outputframe(JpegFrame(data, when, self.index))
+            self.broadcaster.outputframe(JpegFrame(data, when, when, self.index))
 
     def start(self):
         def run():
