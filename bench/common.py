@@ -245,7 +245,7 @@ def serve_ours(host: str, port: int, frames: List[bytes], fps: float, max_stream
     def publish(data: bytes, index: int, when: float) -> None:
         # what the sim camera does, minus the encoding
         if broadcaster.wants_frame():
-            broadcaster.outputframe(JpegFrame(data, when, when, index))
+            broadcaster.outputframe(JpegFrame(data, time.monotonic(), when, index))
 
     app = make_app(broadcaster, None, max_stream_fps=max_stream_fps)
     app.listen(port, address=host)

@@ -56,7 +56,7 @@ def run(mode: str, interval: float, seconds: float):
     def detect_image(rgb):
         return answer()
 
-    inbox = EdgeInbox(jump=5.0)
+    inbox = EdgeInbox()
     directory = tempfile.mkdtemp(prefix="rp-bench-")
     recorder = TimedEdgeRecorder(directory, inbox)
     writer = DiskWriter(lambda m: None)
@@ -74,14 +74,13 @@ def run(mode: str, interval: float, seconds: float):
 
     def camera():
         t0 = time.monotonic()
-        wall0 = time.time()
         for n, frame in enumerate(frames):
             if stop.wait(max(0.0, t0 + n / FPS - time.monotonic())):
                 return
-            now = wall0 + n / FPS
-            fanout.outputframe(frame.__class__(frame.data, frame.keyframe, now, n))
+            captured, wall = time.monotonic(), time.time()
+            fanout.outputframe(frame.__class__(frame.data, frame.keyframe, captured, wall, n))
             if slot is not None and slot.wants_frame():
-                slot.outputframe(RgbFrame(bytes(64 * 48 * 3), 64, 48, now, now, n))
+                slot.outputframe(RgbFrame(bytes(64 * 48 * 3), 64, 48, captured, wall, n))
 
     writer.start()
     detection.start()

@@ -36,9 +36,9 @@ def measure(name, frames):
         buf.append(frame)
         peak_bytes = max(peak_bytes, buf.nbytes)
         peak_frames = max(peak_frames, len(buf))
-    held = [f for _, f in buf.frames_from(buf.keyframe_start(0))]
+    held = buf.frames_from(buf.keyframe_start(0))
     overhead = sum(sys.getsizeof(f) + sys.getsizeof(f.data) - len(f.data) for f in held)
-    covered = held[-1].wall - held[0].wall + 1 / FPS
+    covered = held[-1].monotonic - held[0].monotonic + 1 / FPS
     mbit = sum(len(f.data) for f in frames) * 8 / (len(frames) / FPS) / 1e6
     print(
         f"{name:<26} {mbit:>7.1f} {covered:>9.1f} {buf.nbytes / 2**20:>10.2f}"

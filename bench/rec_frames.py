@@ -75,9 +75,10 @@ def pi_stream(seconds: float, fps: int = 30) -> List[H264Frame]:
 
 
 def _timestamped(datas, keys, seconds, fps) -> List[H264Frame]:
-    t0 = time.time()
+    """Frames captured from now on, ``fps`` a second, on both clocks."""
+    mono0, wall0 = time.monotonic(), time.time()
     count = int(seconds * fps)
     return [
-        H264Frame(datas[n % len(datas)], keys[n % len(keys)], t0 + n / fps, t0 + n / fps, n)
+        H264Frame(datas[n % len(datas)], keys[n % len(keys)], mono0 + n / fps, wall0 + n / fps, n)
         for n in range(count)
     ]

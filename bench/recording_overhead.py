@@ -48,7 +48,7 @@ class Pacer:
 
 def planned_writes(frames, mode):
     """Which frame goes to which file, as the recorders decide (computed before timing)."""
-    inbox = EdgeInbox(jump=5.0)
+    inbox = EdgeInbox()
     recorders = make_recorders("/nowhere", mode, inbox)
     writes = []
     for frame in with_edges(frames, inbox):
@@ -92,18 +92,18 @@ def make_recorders(directory, mode, inbox):
 
 def with_edges(frames, inbox):
     """Yield the frames, putting the scripted edges (off 10 s, on 10 s...) into ``inbox``."""
-    t0 = frames[0].wall
+    t0 = frames[0].monotonic
     state = False
     for frame in frames:
-        on = int((frame.wall - t0) // 10) % 2 == 1
+        on = int((frame.monotonic - t0) // 10) % 2 == 1
         if on != state:
             state = on
-            inbox.put(Edge(frame.wall, on))
+            inbox.put(Edge(frame.monotonic, on))
         yield frame
 
 
 def ours(frames, directory, mode, paced) -> float:
-    inbox = EdgeInbox(jump=5.0)
+    inbox = EdgeInbox()
     recorders = make_recorders(directory, mode, inbox)
     # a queue big enough that an unpaced feed never drops a frame
     writer = DiskWriter(lambda m: None, max_bytes=2**40, max_frames=10**9)

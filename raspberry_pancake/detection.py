@@ -60,8 +60,11 @@ class RgbSlot:
     """The camera's RGB output: holds one frame for the detection thread.
 
     ``outputframe`` and ``wants_frame`` are called on the camera's capture thread,
-    ``take`` on the detection thread. The camera only makes an RGB frame while
-    ``take`` waits, so a slow detector costs the camera nothing.
+    ``take`` on the detection thread. The camera only makes an RGB frame once
+    ``take`` has asked for one, so a slow detector costs the camera nothing. A
+    ``take`` that gave up leaves its request standing until a frame comes: a
+    camera that never answers is then seen by the watchdog, however short
+    detection's waits are.
     """
 
     def __init__(self):
@@ -87,7 +90,6 @@ class RgbSlot:
             self._wanted = True
             self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout)
             frame, self._frame = self._frame, None
-            self._wanted = False
             return frame
 
     def wake(self) -> None:
@@ -102,9 +104,10 @@ class DetectionThread:
 
     Its own thread calls ``detect`` and ``on_edge``; ``start`` and ``close`` are
     called on the main thread. The state found is stamped with the moment it
-    describes: the capture time of the RGB frame for ``detect(bytes)``, the wall
-    time of the call for ``detect()``. An exception from ``detect`` counts as
-    False and is logged, once with its traceback and then at most once a minute.
+    describes, on the monotonic clock as frames are: the capture time of the RGB
+    frame for ``detect(bytes)``, the time of the call for ``detect()``. An
+    exception from ``detect`` counts as False and is logged, once with its
+    traceback and then at most once a minute.
     """
 
     def __init__(
@@ -157,9 +160,9 @@ class DetectionThread:
             frame = self.slot.take(FRAME_WAIT)
             if frame is None:
                 return
-            when, args = frame.wall, (frame.data,)
+            when, args = frame.monotonic, (frame.data,)
         else:
-            when, args = time.time(), ()
+            when, args = time.monotonic(), ()
         try:
             state = bool(self.detect(*args))
         except Exception as e:

@@ -17,7 +17,6 @@ from .recording.continuous import ContinuousRecorder
 from .recording.detection import AllRecorder, EdgeRecorder
 from .recording.edges import Edge, EdgeInbox
 from .recording.fanout import RecordingFanout
-from .recording.timeline import JUMP_SECONDS
 from .recording.writer import DiskWriter
 
 logger = logging.getLogger(__name__)
@@ -81,7 +80,7 @@ def build_pipeline(args, camera) -> Optional[Pipeline]:
         recorders.append(ContinuousRecorder(args.record_continuous))
     if args.record_detection:
         mode, directory = args.record_detection
-        inbox = EdgeInbox(jump=JUMP_SECONDS)
+        inbox = EdgeInbox()
         recorders.append((EdgeRecorder if mode == "edge" else AllRecorder)(directory, inbox))
     writer = fanout = None
     if recorders:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import logging
 import signal
-import time
 
 import tornado.httpserver
 import tornado.ioloop
@@ -45,6 +44,7 @@ class PancakeService:
         self.loop = None
         self.server = None
         self._stopping = False
+        self._watchdog_withheld = False
 
     def run(self) -> int:
         self.loop = tornado.ioloop.IOLoop.current()
@@ -62,7 +62,9 @@ class PancakeService:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_stop_signal)
         if hasattr(self.camera, "freeze"):
+            # rehearsals of the watchdog: a stuck camera, a frozen H.264 encoder
             signal.signal(signal.SIGUSR1, lambda *_: self.camera.freeze())
+            signal.signal(signal.SIGUSR2, lambda *_: self.camera.freeze(output="h264"))
         self._start_watchdog()
         logger.info(
             "serving the %s camera on port %d (%dx%d at %d fps)",
@@ -91,18 +93,30 @@ class PancakeService:
             raise
 
     def _start_watchdog(self) -> None:
+        """Ping systemd's watchdog while the camera captures and every output gets its frames.
+
+        An output that asks for nothing (the live view without viewers, detection
+        busy) is not waited for; one that asks and gets nothing for ``max_age``
+        (a frozen encoder) stops the pings as surely as a stuck camera.
+        """
         interval = self.notifier.watchdog_interval
         if interval is None:
             return
-        # a frame older than this means the camera has stalled: stop pinging
         max_age = max(interval, 3.0 / self.args.settings.fps)
+        tornado.ioloop.PeriodicCallback(
+            lambda: self._watchdog_ping(max_age), interval * 1000
+        ).start()
 
-        def ping():
-            last = self.camera.last_frame_monotonic
-            if last is not None and time.monotonic() - last < max_age:
-                self.notifier.watchdog()
-
-        tornado.ioloop.PeriodicCallback(ping, interval * 1000).start()
+    def _watchdog_ping(self, max_age: float) -> None:
+        problems = self.camera.stalled(max_age)
+        if not problems:
+            if self._watchdog_withheld:
+                self._watchdog_withheld = False
+                logger.warning("frames flow again: pinging the watchdog again")
+            self.notifier.watchdog()
+        elif not self._watchdog_withheld:
+            self._watchdog_withheld = True
+            logger.error("not pinging the watchdog: %s", "; ".join(problems))
 
     def _on_stop_signal(self, signum, frame) -> None:
         self.loop.add_callback_from_signal(self._stop, signal.Signals(signum).name)

@@ -7,7 +7,13 @@ size. Outputs follow one tiny contract, ``outputframe(frame)``, called on the
 backend's capture thread, so an output must return quickly and must not raise
 (the backend logs and contains it if it does). An output may also define
 ``wants_frame()``; a backend that encodes in software (the sim camera) then skips
-the work when nobody is waiting.
+the work when nobody is waiting, and the watchdog expects nothing of it meanwhile.
+
+Every frame carries two times: ``monotonic``, its capture time on
+CLOCK_MONOTONIC, which measures every duration, and ``wall``, the wall clock read
+at capture, which only names files and places quarter-hour marks. A step of the
+wall clock (NTP setting the time of a Pi without a real-time clock) therefore
+renames what follows at once and changes no duration.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Optional, Protocol, Tuple
+from typing import Dict, List, Optional, Protocol, Tuple
 
 from ..exc import ConfigError
 
@@ -106,12 +112,34 @@ def output_wants_frame(output) -> bool:
     return True if wants is None else bool(wants())
 
 
+class _Liveness:
+    """Whether one registered output gets the frames it is owed.
+
+    ``owed_since`` is the monotonic time of the first capture, since this output's
+    last delivery, at which it wanted a frame; None while it has nothing owed.
+    """
+
+    __slots__ = ("label", "output", "owed_since")
+
+    def __init__(self, label: str, output: Output):
+        self.label = label
+        self.output = output
+        self.owed_since: Optional[float] = None
+
+
 class Camera(ABC):
     """Base of every backend: output registration, delivery and liveness.
 
     ``start()``/``stop()`` are called from the main thread; frames are delivered
-    on the backend's own thread. ``last_frame_monotonic`` tells a watchdog whether
-    frames really arrive.
+    on the backend's own threads. Liveness, for the watchdog: a backend calls
+    ``_mark_alive()`` each time the camera captures a frame (its earliest sight
+    of one: the sim's capture loop, Picamera2's pre-callback, any picamera port),
+    and ``_deliver()`` hands each output its frames. Every output that wants
+    frames at a capture is owed one until its next delivery, so an encoder that
+    freezes while the sensor runs on (Picamera2 issue 1228, one dead picamera
+    port) shows up in ``stalled()``, and so does a camera that stops altogether.
+    An output that wants nothing (the live view without viewers, detection busy)
+    is owed nothing.
     """
 
     name = "camera"
@@ -124,9 +152,12 @@ class Camera(ABC):
         self.rgb_output: Optional[Output] = None
         self.rgb_size: Size = settings.resolution
         self._started = False
-        # guards last_frame_monotonic, written by the capture thread
+        # guards _last_frame_monotonic and every _Liveness.owed_since, written by the
+        # capture and delivering threads and read by the watchdog
         self._liveness_lock = threading.Lock()
         self._last_frame_monotonic: Optional[float] = None
+        self._liveness: Dict[str, _Liveness] = {}  # by kind, in registration order
+        self._liveness_of: Dict[int, _Liveness] = {}  # by id() of the output
         self._failures = 0
 
     # registration (main thread, before start)
@@ -137,20 +168,27 @@ class Camera(ABC):
         if size is not None:
             check_size(size, "--record-resize")
         self.h264_output, self.h264_size = output, tuple(size or self.settings.resolution)
+        self._watch("h264", "the H.264 output (recording)", output)
 
     def set_jpeg_output(self, output: Output) -> None:
         self._check_not_started()
         self.jpeg_output = output
+        self._watch("jpeg", "the JPEG output (live view)", output)
 
     def set_rgb_output(self, output: Output, size: Optional[Size] = None) -> None:
         self._check_not_started()
         if size is not None:
             check_size(size, "--detect-resize")
         self.rgb_output, self.rgb_size = output, tuple(size or self.settings.resolution)
+        self._watch("rgb", "the RGB output (detection)", output)
 
     def _check_not_started(self):
         if self._started:
             raise RuntimeError("outputs must be registered before start()")
+
+    def _watch(self, kind: str, label: str, output: Output) -> None:
+        self._liveness[kind] = _Liveness(label, output)
+        self._liveness_of = {id(w.output): w for w in self._liveness.values()}
 
     # lifecycle
 
@@ -172,19 +210,54 @@ class Camera(ABC):
     @abstractmethod
     def _stop(self) -> None: ...
 
-    # delivery (capture thread)
+    # liveness (read by the watchdog on the main thread)
 
     @property
     def last_frame_monotonic(self) -> Optional[float]:
+        """When the camera last captured a frame (time.monotonic()), None before the first."""
         with self._liveness_lock:
             return self._last_frame_monotonic
 
-    def _mark_alive(self) -> None:
+    def stalled(self, max_age: float, now: Optional[float] = None) -> List[str]:
+        """What has failed for longer than ``max_age`` seconds, in words; empty if all is well.
+
+        The camera itself when it has captured nothing for that long (or nothing
+        yet), and each output owed a frame for that long.
+        """
+        now = time.monotonic() if now is None else now
+        problems = []
         with self._liveness_lock:
-            self._last_frame_monotonic = time.monotonic()
+            last = self._last_frame_monotonic
+            owed = [(w.label, w.owed_since) for w in self._liveness.values()]
+        if last is None:
+            problems.append("the camera has captured no frame yet")
+        elif now - last >= max_age:
+            problems.append(f"the camera has captured no frame for {now - last:.1f} s")
+        for label, since in owed:
+            if since is not None and now - since >= max_age:
+                problems.append(f"{label} has delivered nothing for {now - since:.1f} s")
+        return problems
+
+    # delivery (capture and encoder threads)
+
+    def _mark_alive(self) -> None:
+        """The camera captured a frame: every output that wants one is now owed one."""
+        watched = self._liveness.values()
+        wanted = [output_wants_frame(w.output) for w in watched]  # outside our lock
+        now = time.monotonic()
+        with self._liveness_lock:
+            self._last_frame_monotonic = now
+            for w, wants in zip(watched, wanted):
+                if not wants:
+                    w.owed_since = None
+                elif w.owed_since is None:
+                    w.owed_since = now
 
     def _deliver(self, output: Optional[Output], frame) -> None:
-        """Hand a frame to an output; a failing output is logged, never fatal."""
+        """Hand a frame to an output; a failing output is logged, never fatal.
+
+        Only a frame the output took without raising pays what it is owed.
+        """
         if output is None:
             return
         try:
@@ -196,3 +269,8 @@ class Camera(ABC):
                 logger.exception("an output failed on frame %s", frame.index)
             elif self._failures % 100 == 0:
                 logger.error("outputs have failed %d times", self._failures)
+            return
+        watched = self._liveness_of.get(id(output))
+        if watched is not None:
+            with self._liveness_lock:
+                watched.owed_since = None

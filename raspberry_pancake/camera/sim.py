@@ -6,7 +6,12 @@ JPEG, and frames come at ``--fps`` on the wall clock. Encoders run only for the
 outputs that are registered, and the JPEG encoder only while a viewer waits.
 
 ``freeze()`` stops frames from arriving while the thread stays alive, which is
-what a stuck camera looks like to the watchdog (pancake.py maps SIGUSR1 to it).
+what a stuck camera looks like to the watchdog (pancake.py maps SIGUSR1 to it);
+``freeze(output="h264")`` stops only the H.264 output while the camera captures
+on, which is what a frozen encoder looks like (SIGUSR2).
+
+Each frame's two times are read together at capture: ``time.monotonic()`` and
+``time.time()``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import io
 import logging
 import threading
 import time
-from typing import Optional
+from typing import FrozenSet, Optional
 
 import numpy as np
 from PIL import Image
@@ -27,6 +32,8 @@ from .scene import Scene
 logger = logging.getLogger(__name__)
 
 JPEG_QUALITY = 80
+#: The outputs ``freeze(output=...)`` can stop one at a time.
+OUTPUT_KINDS = ("h264", "jpeg", "rgb")
 
 
 class SimCamera(Camera):
@@ -39,13 +46,31 @@ class SimCamera(Camera):
         self._thread: Optional[threading.Thread] = None
         self._stop_event = threading.Event()
         self._frozen = threading.Event()
+        # the outputs frozen alone; replaced whole, so the capture thread reads it unlocked
+        self._frozen_outputs: FrozenSet[str] = frozenset()
 
-    def freeze(self, frozen: Optional[bool] = None) -> bool:
-        """Stop (or resume) delivering frames, as a stalled camera would; returns the state."""
+    def freeze(self, frozen: Optional[bool] = None, output: Optional[str] = None) -> bool:
+        """Stop (or resume) frames, as a stalled camera would; returns the new state.
+
+        Called from the main thread (a signal handler). With ``output`` (one of
+        ``OUTPUT_KINDS``) only that output stops, as when its encoder freezes
+        without raising; it is neither encoded nor delivered meanwhile, so the
+        H.264 stream stays decodable once it resumes. None toggles.
+        """
+        if output is None:
+            if frozen is None:
+                frozen = not self._frozen.is_set()
+            (self._frozen.set if frozen else self._frozen.clear)()
+            logger.warning("sim camera %s", "frozen" if frozen else "resumed")
+            return frozen
+        if output not in OUTPUT_KINDS:
+            raise ValueError(f"no such output: {output!r}")
         if frozen is None:
-            frozen = not self._frozen.is_set()
-        (self._frozen.set if frozen else self._frozen.clear)()
-        logger.warning("sim camera %s", "frozen" if frozen else "resumed")
+            frozen = output not in self._frozen_outputs
+        self._frozen_outputs = (
+            self._frozen_outputs | {output} if frozen else self._frozen_outputs - {output}
+        )
+        logger.warning("sim camera: %s output %s", output, "frozen" if frozen else "resumed")
         return frozen
 
     def _start(self) -> None:
@@ -95,15 +120,24 @@ class SimCamera(Camera):
     ) -> None:
         image = scene.render(index, elapsed, when)
         self._mark_alive()
-        if encoder is not None:
+        frozen = self._frozen_outputs
+        if encoder is not None and "h264" not in frozen:
             picture = image if image.size == self.h264_size else image.resize(self.h264_size)
             for data, keyframe in encoder.encode(np.asarray(picture)):
                 self._deliver(self.h264_output, H264Frame(data, keyframe, captured, when, index))
-        if self.jpeg_output is not None and output_wants_frame(self.jpeg_output):
+        if (
+            self.jpeg_output is not None
+            and "jpeg" not in frozen
+            and output_wants_frame(self.jpeg_output)
+        ):
             buf = io.BytesIO()
             image.save(buf, "JPEG", quality=JPEG_QUALITY)
             self._deliver(self.jpeg_output, JpegFrame(buf.getvalue(), captured, when, index))
-        if self.rgb_output is not None and output_wants_frame(self.rgb_output):
+        if (
+            self.rgb_output is not None
+            and "rgb" not in frozen
+            and output_wants_frame(self.rgb_output)
+        ):
             picture = (
                 image
                 if image.size == self.rgb_size

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 from typing import List, Optional
 
 from ..camera.base import H264Frame
 from .actions import Close, Open, RecordingFile, Write
 from .naming import continuous_name
-from .timeline import JumpDetector, next_quarter_mark
-
-logger = logging.getLogger(__name__)
+from .timeline import next_quarter_mark, past_quarter
 
 
 class ContinuousRecorder:
     """Decides, frame by frame, which continuous file each frame goes to.
 
-    A file starts at a keyframe; at the first keyframe at or after each quarter-hour
-    mark the current file is closed and that keyframe starts the next one, so every
-    frame is written exactly once. The mark is aimed again after the clock went
-    backwards (otherwise the next split could be hours away); a forward jump simply
-    passes the mark and causes one split. Called on the camera's capture thread
-    (and ``finish`` on the main thread once the camera has stopped).
+    A file starts at a keyframe; at the first keyframe whose wall time is past the
+    file's quarter hour the file is closed and that keyframe starts the next one,
+    so every frame is written exactly once. Only wall times matter here: they
+    name the files and place the marks. So the wall clock set forward starts a
+    file named with the new time at once, like an ordinary split, and set back
+    by more than a minute it does the same (the next mark is then aimed from the
+    new time, not hours away). Called on the camera's capture thread (and
+    ``finish`` on the main thread once the camera has stopped).
     """
 
     name = "continuous recording"
@@ -30,14 +29,11 @@ class ContinuousRecorder:
         self.directory = directory
         self.current: Optional[RecordingFile] = None
         self.split_at = 0.0
-        self._jumps = JumpDetector("continuous recording")
         self.frames_written = 0
 
     def on_frame(self, frame: H264Frame) -> List[object]:
         actions: List[object] = []
-        if self._jumps.step(frame.wall) < 0:
-            self.split_at = next_quarter_mark(frame.wall)
-        if frame.keyframe and (self.current is None or frame.wall >= self.split_at):
+        if frame.keyframe and (self.current is None or past_quarter(self.split_at, frame.wall)):
             if self.current is not None:
                 actions.append(Close(self.current))
             self.current = RecordingFile(self.directory, continuous_name(frame.wall))

@@ -1,4 +1,10 @@
-"""Recording on detection: edge clips, and recordings that last as long as detection."""
+"""Recording on detection: edge clips, and recordings that last as long as detection.
+
+Every duration here (pre-roll, clip lengths, the spacing of clips, the 3 s hold,
+the 15-minute split) is measured on the frames' monotonic capture times, and
+edges are stamped on the same clock; wall times only name the files. A step of
+the wall clock therefore changes the names of what follows and nothing else.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from .actions import Close, Emit, Open, RecordingFile, Write
 from .edges import Edge, EdgeInbox
 from .naming import detection_name
 from .preroll import PrerollBuffer
-from .timeline import QUARTER_HOUR, JumpDetector
+from .timeline import QUARTER_HOUR
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +38,10 @@ SPLIT_SECONDS = float(QUARTER_HOUR)
 
 
 class _Clip:
-    """One edge clip being written; fed frames until its end passes."""
+    """One edge clip being written; fed frames until its end passes.
+
+    ``start`` is the capture time (monotonic) of its first frame.
+    """
 
     def __init__(
         self, file: RecordingFile, start: float, state: bool, max_seconds: Optional[float]
@@ -42,17 +51,16 @@ class _Clip:
         self.state = state
         self.max_seconds = max_seconds
 
-    def ends_before(self, when: float, keyframe: bool) -> bool:
-        if keyframe and when >= self.start + CLIP_TARGET_SECONDS:
+    def ends_before(self, frame: H264Frame) -> bool:
+        """Whether ``frame`` is past the clip's end (it then starts nothing of this clip)."""
+        when = frame.monotonic
+        if frame.keyframe and when >= self.start + CLIP_TARGET_SECONDS:
             return True
         return self.max_seconds is not None and when >= self.start + self.max_seconds
 
-    def shift(self, delta: float) -> None:
-        self.start += delta
-
 
 class _DetectionRecorder:
-    """What edge and all mode share: pre-roll, edges in frame-time order, clock jumps.
+    """What edge and all mode share: the pre-roll, and edges in capture-time order.
 
     Called on the camera's capture thread (``finish`` on the main thread once the
     camera has stopped).
@@ -64,21 +72,14 @@ class _DetectionRecorder:
         self.directory = directory
         self.inbox = inbox
         self.preroll = preroll if preroll is not None else PrerollBuffer()
-        self._jumps = JumpDetector(self.name)
 
     def on_frame(self, frame: H264Frame) -> List[object]:
         actions: List[object] = []
-        delta = self._jumps.step(frame.wall)
-        if delta:
-            # keep footage durations right: move every deadline with the clock
-            self.preroll.shift(delta)
-            self._shift(delta)
         self.preroll.append(frame)
-        now = frame.wall
-        for edge in self.inbox.due(now):
+        for edge in self.inbox.due(frame.monotonic):
             self._on_edge(edge, frame, actions)
-        self._on_time(now, frame, actions)
-        self._feed(now, frame, actions)
+        self._on_time(frame, actions)
+        self._feed(frame, actions)
         return actions
 
     def _new_clip(self, edge_time: float, state: bool, max_seconds, current: H264Frame, actions):
@@ -91,8 +92,8 @@ class _DetectionRecorder:
         if start is None:
             logger.warning("%s: no keyframe yet, no clip for this edge", self.name)
             return None, []
-        buffered = [(t, f) for t, f in self.preroll.frames_from(start) if f is not current]
-        first = buffered[0][1] if buffered else current
+        buffered = [f for f in self.preroll.frames_from(start) if f is not current]
+        first = buffered[0] if buffered else current
         clip = _Clip(
             RecordingFile(self.directory, detection_name(first.wall)), start, state, max_seconds
         )
@@ -101,16 +102,13 @@ class _DetectionRecorder:
 
     # for the modes
 
-    def _shift(self, delta: float) -> None:
-        raise NotImplementedError
-
     def _on_edge(self, edge: Edge, frame: H264Frame, actions: List[object]) -> None:
         raise NotImplementedError
 
-    def _on_time(self, now: float, frame: H264Frame, actions: List[object]) -> None:
+    def _on_time(self, frame: H264Frame, actions: List[object]) -> None:
         raise NotImplementedError
 
-    def _feed(self, now: float, frame: H264Frame, actions: List[object]) -> None:
+    def _feed(self, frame: H264Frame, actions: List[object]) -> None:
         raise NotImplementedError
 
     def finish(self) -> List[object]:
@@ -137,42 +135,34 @@ class EdgeRecorder(_DetectionRecorder):
         self.latest_edge: Optional[float] = None
         self.last_clip_edge: Optional[float] = None
 
-    def _shift(self, delta: float) -> None:
-        for clip in self.clips:
-            clip.shift(delta)
-        if self.latest_edge is not None:
-            self.latest_edge += delta
-        if self.last_clip_edge is not None:
-            self.last_clip_edge += delta
-
     def _on_edge(self, edge: Edge, frame: H264Frame, actions: List[object]) -> None:
         self.state = edge.state
         self.latest_edge = edge.time
 
-    def _on_time(self, now: float, frame: H264Frame, actions: List[object]) -> None:
+    def _on_time(self, frame: H264Frame, actions: List[object]) -> None:
         if self.state == self.clipped_state or self.latest_edge is None:
             return
         edge_time = self.latest_edge
         if self.last_clip_edge is not None:
             edge_time = max(edge_time, self.last_clip_edge + CLIP_SPACING_SECONDS)
-        if now < edge_time:
+        if frame.monotonic < edge_time:
             return
         self.clipped_state = self.state
         self.last_clip_edge = edge_time
         clip, buffered = self._new_clip(edge_time, self.state, CLIP_MAX_SECONDS, frame, actions)
         if clip is None:
             return
-        for t, f in buffered:
-            if clip.ends_before(t, f.keyframe):
+        for f in buffered:
+            if clip.ends_before(f):
                 actions.append(Close(clip.file, clip.state))
                 return
             actions.append(Write(clip.file, f))
         self.clips.append(clip)
 
-    def _feed(self, now: float, frame: H264Frame, actions: List[object]) -> None:
+    def _feed(self, frame: H264Frame, actions: List[object]) -> None:
         still_open = []
         for clip in self.clips:
-            if clip.ends_before(now, frame.keyframe):
+            if clip.ends_before(frame):
                 actions.append(Close(clip.file, clip.state))
             else:
                 actions.append(Write(clip.file, frame))
@@ -186,20 +176,16 @@ class EdgeRecorder(_DetectionRecorder):
 
 
 class _Session:
-    """One all-mode recording: its opening clip, then the files that continue it."""
+    """One all-mode recording: its opening clip, then the files that continue it.
+
+    ``split_at`` and ``false_since`` are capture times on the monotonic clock.
+    """
 
     def __init__(self, clip: _Clip):
         self.clip: Optional[_Clip] = clip
         self.file: Optional[RecordingFile] = None
         self.split_at = 0.0
         self.false_since: Optional[float] = None
-
-    def shift(self, delta: float) -> None:
-        if self.clip is not None:
-            self.clip.shift(delta)
-        self.split_at += delta
-        if self.false_since is not None:
-            self.false_since += delta
 
 
 class AllRecorder(_DetectionRecorder):
@@ -218,27 +204,23 @@ class AllRecorder(_DetectionRecorder):
         super().__init__(directory, inbox, preroll)
         self.session: Optional[_Session] = None
 
-    def _shift(self, delta: float) -> None:
-        if self.session is not None:
-            self.session.shift(delta)
-
     def _on_edge(self, edge: Edge, frame: H264Frame, actions: List[object]) -> None:
         session = self.session
         if edge.state and session is None:
             clip, buffered = self._new_clip(edge.time, True, None, frame, actions)
             if clip is not None:
                 self.session = _Session(clip)
-                for t, f in buffered:
-                    self._feed(t, f, actions)
+                for f in buffered:
+                    self._feed(f, actions)
         elif edge.state:
             session.false_since = None  # back within the hold: same recording
         elif session is not None and session.false_since is None:
             session.false_since = edge.time
 
-    def _on_time(self, now: float, frame: H264Frame, actions: List[object]) -> None:
+    def _on_time(self, frame: H264Frame, actions: List[object]) -> None:
         session = self.session
         if session is not None and session.false_since is not None:
-            if now >= session.false_since + HOLD_SECONDS:
+            if frame.monotonic >= session.false_since + HOLD_SECONDS:
                 self._end(actions)
 
     def _end(self, actions: List[object]) -> None:
@@ -249,27 +231,27 @@ class AllRecorder(_DetectionRecorder):
         if session.file is not None:
             actions.append(Close(session.file))
 
-    def _feed(self, now: float, frame: H264Frame, actions: List[object]) -> None:
+    def _feed(self, frame: H264Frame, actions: List[object]) -> None:
         session = self.session
         if session is None:
             return
         clip = session.clip
         if clip is not None:
-            if not clip.ends_before(now, frame.keyframe):
+            if not clip.ends_before(frame):
                 actions.append(Write(clip.file, frame))
                 return
             # the keyframe that ends the clip starts the continuation: no gap, no overlap
             actions.append(Close(clip.file, True))
             session.clip = None
-            self._open_part(session, now, frame, actions)
-        elif frame.keyframe and now >= session.split_at:
+            self._open_part(session, frame, actions)
+        elif frame.keyframe and frame.monotonic >= session.split_at:
             actions.append(Close(session.file))
-            self._open_part(session, now, frame, actions)
+            self._open_part(session, frame, actions)
         actions.append(Write(session.file, frame))
 
-    def _open_part(self, session: _Session, now: float, frame: H264Frame, actions) -> None:
+    def _open_part(self, session: _Session, frame: H264Frame, actions) -> None:
         session.file = RecordingFile(self.directory, detection_name(frame.wall))
-        session.split_at = now + SPLIT_SECONDS
+        session.split_at = frame.monotonic + SPLIT_SECONDS
         actions.append(Open(session.file))
 
     def finish(self) -> List[object]:

@@ -12,7 +12,11 @@ MIN_EDGE_SPACING = 1.0
 
 @dataclass(frozen=True)
 class Edge:
-    """Detection changed to ``state`` at ``time`` (the moment ``detect()`` looked)."""
+    """Detection changed to ``state`` at ``time``, the moment ``detect()`` looked.
+
+    ``time`` is on the monotonic clock, as frames' capture times are, so the
+    recorders compare the two directly whatever the wall clock does.
+    """
 
     time: float
     state: bool
@@ -35,9 +39,7 @@ class EdgeSampler:
     def observe(self, when: float, state: bool) -> Optional[Edge]:
         if state == self.state:
             return None
-        last = self._last_edge
-        # a clock that went backwards must not silence detection for as long
-        if last is not None and 0 <= when - last < self.spacing:
+        if self._last_edge is not None and when - self._last_edge < self.spacing:
             return None
         self.state = state
         self._last_edge = when
@@ -45,14 +47,13 @@ class EdgeSampler:
 
 
 class EdgeInbox:
-    """Edges waiting for the recorder, which takes them in frame-time order.
+    """Edges waiting for the recorder, which takes them in capture-time order.
 
     ``put`` is called on the detection thread, ``due`` on the camera's capture
     thread.
     """
 
-    def __init__(self, jump: float):
-        self.jump = jump
+    def __init__(self):
         # guards _pending, shared by the detection and capture threads
         self._lock = threading.Lock()
         self._pending: List[Edge] = []
@@ -62,21 +63,11 @@ class EdgeInbox:
             self._pending.append(edge)
 
     def due(self, now: float) -> List[Edge]:
-        """Edges whose time has come by frame time ``now``, oldest first.
-
-        An edge stamped far ahead of ``now`` was stamped before the clock jumped
-        back; it is due at once, at ``now``.
-        """
+        """Edges at or before capture time ``now``, oldest first."""
         with self._lock:
             if not self._pending:
                 return []
-            ready, waiting = [], []
-            for edge in self._pending:
-                if edge.time <= now:
-                    ready.append(edge)
-                elif edge.time - now > self.jump:
-                    ready.append(Edge(now, edge.state))
-                else:
-                    waiting.append(edge)
-            self._pending = waiting
+            ready = [edge for edge in self._pending if edge.time <= now]
+            if ready:
+                self._pending = [edge for edge in self._pending if edge.time > now]
         return ready

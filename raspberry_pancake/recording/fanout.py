@@ -7,6 +7,7 @@ import threading
 from typing import List
 
 from ..camera.base import H264Frame
+from .timeline import WallClockSteps
 
 logger = logging.getLogger(__name__)
 
@@ -16,7 +17,8 @@ class RecordingFanout:
 
     ``outputframe`` is called on the camera's capture thread; it only decides and
     queues, so it returns in microseconds whatever the disk does. ``finish`` is
-    called on the main thread after the camera has stopped.
+    called on the main thread after the camera has stopped. It also logs the
+    wall clock being set, which renames what follows and changes no duration.
     """
 
     def __init__(self, recorders: List[object], writer):
@@ -27,12 +29,20 @@ class RecordingFanout:
         self._finished = False
         self.frames_received = 0
         self.failures = 0
+        self._clock = WallClockSteps()
 
     def outputframe(self, frame: H264Frame) -> None:
         with self._lock:
             if self._finished:
                 return
             self.frames_received += 1
+            step = self._clock.step(frame)
+            if step:
+                logger.warning(
+                    "the wall clock was set %+.1f s at frame %d: file names follow it",
+                    step,
+                    frame.index,
+                )
             for recorder in self.recorders:
                 try:
                     actions = recorder.on_frame(frame)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, List, Optional, Tuple
+from typing import Deque, List, Optional
 
 from ..camera.base import H264Frame
 
@@ -16,24 +16,20 @@ DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 class _Gop:
     """A keyframe and the frames that follow it up to the next keyframe."""
 
-    __slots__ = ("frames", "nbytes", "offset")
+    __slots__ = ("frames", "nbytes", "start")
 
     def __init__(self, keyframe: H264Frame):
         self.frames: List[H264Frame] = [keyframe]
         self.nbytes = len(keyframe.data)
-        self.offset = 0.0  # added to frame times after the clock jumped
-
-    @property
-    def start(self) -> float:
-        return self.frames[0].wall + self.offset
+        self.start = keyframe.monotonic
 
 
 class PrerollBuffer:
     """Recent frames, whole groups of pictures at a time, so the oldest is a keyframe.
 
-    Bounded both by time (``seconds`` of video behind the newest frame) and by memory
-    (``max_bytes``); the newest group is always kept. Used on the camera's capture
-    thread only.
+    Bounded both by time (``seconds`` of video behind the newest frame, by capture
+    time on the monotonic clock) and by memory (``max_bytes``); the newest group
+    is always kept. Used on the camera's capture thread only.
     """
 
     def __init__(self, seconds: float = DEFAULT_SECONDS, max_bytes: int = DEFAULT_MAX_BYTES):
@@ -54,7 +50,7 @@ class PrerollBuffer:
         else:
             return  # nothing before the first keyframe can start a clip
         self.nbytes += len(frame.data)
-        self._trim(frame.wall)
+        self._trim(frame.monotonic)
 
     def _trim(self, newest: float) -> None:
         # drop the oldest group while the next one alone still covers the time span
@@ -63,15 +59,10 @@ class PrerollBuffer:
         ):
             self.nbytes -= self._gops.popleft().nbytes
 
-    def shift(self, delta: float) -> None:
-        """Move buffered frame times by ``delta`` after the clock jumped."""
-        for gop in self._gops:
-            gop.offset += delta
-
     def keyframe_start(self, latest: float) -> Optional[float]:
-        """Start time of the newest buffered group starting at or before ``latest``.
+        """Capture time of the newest buffered keyframe at or before ``latest``.
 
-        Falls back to the oldest group when all start later; None when empty.
+        Falls back to the oldest keyframe when all are later; None when empty.
         """
         chosen = None
         for gop in self._gops:
@@ -81,13 +72,10 @@ class PrerollBuffer:
                 break
         return None if chosen is None else chosen.start
 
-    def frames_from(self, start: float) -> List[Tuple[float, H264Frame]]:
-        """``(time, frame)`` for every buffered frame from the group starting at ``start``.
-
-        The time is the frame's own, moved by any clock jump seen since.
-        """
-        out: List[Tuple[float, H264Frame]] = []
+    def frames_from(self, start: float) -> List[H264Frame]:
+        """Every buffered frame from the keyframe captured at ``start`` on."""
+        out: List[H264Frame] = []
         for gop in self._gops:
             if out or gop.start == start:
-                out.extend((f.wall + gop.offset, f) for f in gop.frames)
+                out.extend(gop.frames)
         return out

@@ -1,21 +1,24 @@
-"""Time arithmetic of recording: quarter-hour marks and clock jumps.
+"""Wall-clock arithmetic of recording: quarter-hour marks, and noticing the clock being set.
 
-Everything here works on frame timestamps (wall-clock seconds), never on the
-clock itself, so the recorders stay deterministic.
+Everything here works on the wall-clock times frames carry, never on the clock
+itself, so the recorders stay deterministic. Durations never come here: they
+are measured on the frames' monotonic capture times.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Optional
 
-logger = logging.getLogger(__name__)
+from ..camera.base import H264Frame
 
 QUARTER_HOUR = 15 * 60
-#: A step between consecutive frames larger than this is a clock jump, not a gap
-#: in frames (frames come at least once a second).
-JUMP_SECONDS = 5.0
+#: The wall clock set back by less than this keeps a continuous file going: its
+#: name, to the minute, stays about right.
+BACKWARD_SLACK = 60.0
+#: A change of more than this between consecutive frames in (wall - monotonic)
+#: is the wall clock being set, not jitter in reading the two.
+STEP_SECONDS = 1.0
 
 
 def next_quarter_mark(when: float) -> float:
@@ -29,30 +32,30 @@ def next_quarter_mark(when: float) -> float:
     return when - into_quarter + QUARTER_HOUR
 
 
-class JumpDetector:
-    """Notices the wall clock jumping between two consecutive frames.
+def past_quarter(mark: float, wall: float) -> bool:
+    """Whether wall time ``wall`` lies outside the quarter hour that ends at ``mark``.
 
-    Called on the camera's capture thread by one recorder. ``step(t)`` returns how
-    far the clock jumped (negative: backwards), that is the step minus the ordinary
-    step between frames, or 0.0 for an ordinary step.
-    A forward gap can also be a camera that stalled; recorders treat both alike.
+    At or after the mark is the ordinary case (or the clock set forward); well
+    before the quarter began means the clock was set back, and the file named
+    for that quarter should not hold what follows.
+    """
+    return wall >= mark or wall < mark - QUARTER_HOUR - BACKWARD_SLACK
+
+
+class WallClockSteps:
+    """Notices the wall clock being set between two frames; used on the capture thread.
+
+    The two times of a frame are read together, so their difference only moves
+    when someone sets the wall clock. ``step`` returns by how much (0.0 if not).
     """
 
-    def __init__(self, name: str, threshold: float = JUMP_SECONDS):
-        self.name = name
+    def __init__(self, threshold: float = STEP_SECONDS):
         self.threshold = threshold
-        self.previous: Optional[float] = None
-        self.ordinary = 0.0  # the last step that was not a jump
+        self._offset: Optional[float] = None
 
-    def step(self, when: float) -> float:
-        previous, self.previous = self.previous, when
-        if previous is None:
+    def step(self, frame: H264Frame) -> float:
+        offset, previous = frame.wall - frame.monotonic, self._offset
+        self._offset = offset
+        if previous is None or abs(offset - previous) <= self.threshold:
             return 0.0
-        delta = when - previous
-        if delta < -self.threshold or delta > self.threshold:
-            logger.warning(
-                "%s: frame time stepped by %+.1f s (clock change or camera stall)", self.name, delta
-            )
-            return delta - self.ordinary
-        self.ordinary = delta
-        return 0.0
+        return offset - previous

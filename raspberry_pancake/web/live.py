@@ -95,8 +95,7 @@ class LiveViewSocket(tornado.websocket.WebSocketHandler):
         self.slack = self.min_interval * SLOT_SLACK
         self.auth = auth
         self.last_index = -1
-        self.next_slot = 0.0  # capture time from which the next frame may go
-        self.last_sent_time = 0.0  # capture time of the last frame sent
+        self.next_slot = 0.0  # capture time (monotonic) from which the next frame may go
         self.last_send = -1e9  # loop time of the last send
         self.asked = False
         self.joined = False
@@ -130,8 +129,9 @@ class LiveViewSocket(tornado.websocket.WebSocketHandler):
     def _answer(self) -> None:
         """Send the next frame if the rate cap and freshness allow, else come back later.
 
-        The cap works on the frames' capture times: a viewer gets at most one frame
-        per slot of 1/max_stream_fps of camera time. Slots are shared with the
+        The cap works on the frames' monotonic capture times: a viewer gets at most
+        one frame per slot of 1/max_stream_fps of camera time, whatever the wall
+        clock does. Slots are shared with the
         camera's rhythm, so waiting for the cap is waiting for a later frame,
         which costs nothing, rather than a timer per viewer per frame. The slots
         keep the long-run rate exactly at the cap; a frame up to ``slack`` before
@@ -142,12 +142,10 @@ class LiveViewSocket(tornado.websocket.WebSocketHandler):
         if not self.asked or self.ws_connection is None:
             return
         frame = self.broadcaster.latest
-        if frame is not None and frame.wall < self.last_sent_time:
-            self.next_slot = frame.wall  # the wall clock went backwards: start afresh
         if (
             frame is None
             or frame.index <= self.last_index
-            or frame.wall < self.next_slot - self.slack
+            or frame.monotonic < self.next_slot - self.slack
         ):
             self.broadcaster.call_on_next_frame(self._answer)
             return
@@ -160,11 +158,10 @@ class LiveViewSocket(tornado.websocket.WebSocketHandler):
         self.asked = False
         self.last_index = frame.index
         self.last_send = now
-        self.last_sent_time = frame.wall
-        if frame.wall - self.next_slot < self.min_interval:
+        if frame.monotonic - self.next_slot < self.min_interval:
             self.next_slot += self.min_interval
-        else:  # fell behind (or the clock jumped forwards): slots start from this frame
-            self.next_slot = frame.wall + self.min_interval
+        else:  # fell behind: slots start from this frame
+            self.next_slot = frame.monotonic + self.min_interval
         try:
             self.write_message(frame.data, binary=True)
         except tornado.websocket.WebSocketClosedError:

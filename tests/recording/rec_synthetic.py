@@ -2,6 +2,9 @@
 
 Frame payloads are tiny and name their index (``b"K12"`` for keyframe 12,
 ``b"P13"`` otherwise), so a test can read back exactly which frames a file got.
+A frame's two clocks are as far apart as on a real camera: the monotonic capture
+time counts from boot (``BOOT`` at index 0, whatever the wall clock says), so a
+recorder that mixes the two fails these tests.
 """
 
 from __future__ import annotations
@@ -19,10 +22,24 @@ def local(text: str) -> float:
     return time.mktime(time.strptime(text, "%Y-%m-%d %H:%M:%S"))
 
 
+#: Monotonic capture time of frame 0 of every synthetic stream (seconds since boot).
+BOOT = 812.25
+
+
+def at(seconds: float) -> float:
+    """The monotonic time ``seconds`` into a synthetic stream (frame 0 at 0)."""
+    return BOOT + seconds
+
+
 def make_frames(
     start: float, seconds: float, fps: int = 10, gop: int = 10, first_index: int = 0
 ) -> List[H264Frame]:
-    """A stream starting at ``start`` with a keyframe every ``gop`` frames."""
+    """A stream whose wall clock reads ``start`` at its first frame; a keyframe every ``gop``.
+
+    The monotonic time of frame ``index`` is ``at(index / fps)``: two calls with
+    consecutive indexes and another ``start`` make a stream whose wall clock was
+    set in between.
+    """
     out = []
     for n in range(int(round(seconds * fps))):
         index = first_index + n
@@ -31,7 +48,7 @@ def make_frames(
             H264Frame(
                 b"%s%d" % (b"K" if key else b"P", index),
                 key,
-                start + n / fps,
+                at(index / fps),
                 start + n / fps,
                 index,
             )
@@ -40,7 +57,7 @@ def make_frames(
 
 
 def drive(recorder, frames: Iterable[H264Frame], edges=(), inbox=None, latency: float = 0.1):
-    """Feed frames; each edge reaches ``inbox`` once frame time passes it plus ``latency``.
+    """Feed frames; each edge reaches ``inbox`` once capture time passes it plus ``latency``.
 
     That is how a real detection thread behaves: its answer about time t arrives
     a little after the frame of time t was recorded. Returns every action,
@@ -49,7 +66,7 @@ def drive(recorder, frames: Iterable[H264Frame], edges=(), inbox=None, latency: 
     pending = sorted(edges, key=lambda e: e.time)
     actions = []
     for frame in frames:
-        while pending and pending[0].time + latency <= frame.wall:
+        while pending and pending[0].time + latency <= frame.monotonic:
             inbox.put(pending.pop(0))
         actions.extend(recorder.on_frame(frame))
     actions.extend(recorder.finish())

@@ -1,4 +1,7 @@
-"""The continuous recorder, driven by synthetic frames: splits, naming, clock jumps."""
+"""The continuous recorder, driven by synthetic frames: splits, naming, the clock being set.
+
+Only wall times matter here: they name files and place quarter-hour marks.
+"""
 
 from __future__ import annotations
 
@@ -61,35 +64,55 @@ def test_starts_at_the_first_keyframe():
     assert replay.names() == ["20200623-1700.h264"]
 
 
-def test_clock_jumping_back_hours_does_not_postpone_the_split():
+def test_clock_set_back_hours_starts_a_file_named_with_the_new_time():
     before = make_frames(local("2020-06-23 17:12:00"), 4 * 60, fps=2, gop=2)  # to 17:16
     # the clock is set back two hours: frames continue at 15:16
     after = make_frames(local("2020-06-23 15:16:00"), 16 * 60, fps=2, gop=2, first_index=480)
     replay = record(before + after)
     assert replay.names() == [
         "20200623-1712.h264",
-        "20200623-1715.h264",  # holds 17:15-17:16 then 15:16-15:30: not 2 h 15 min
-        "20200623-1530.h264",
+        "20200623-1715.h264",  # 17:15-17:16 only
+        "20200623-1516.h264",  # from the step on, named with the new time
+        "20200623-1530.h264",  # the next mark is aimed from the new time, not hours away
     ]
-    assert replay.duration(replay.order[1], 2) == pytest.approx(15 * 60)
+    assert replay.duration(replay.order[1], 2) == pytest.approx(60)
+    assert replay.indexes(replay.order[2])[0] == 480
+    assert replay.duration(replay.order[2], 2) == pytest.approx(14 * 60)
     assert_every_frame_once(replay, before + after)
 
 
-def test_clock_jumping_back_can_repeat_a_name_and_each_file_stays_distinct():
+def test_clock_set_back_can_repeat_a_name_and_each_file_stays_distinct():
     before = make_frames(local("2020-06-23 17:14:00"), 3 * 60, fps=2, gop=2)  # to 17:17
     after = make_frames(local("2020-06-23 16:59:00"), 20 * 60, fps=2, gop=2, first_index=360)
     replay = record(before + after)
     assert replay.names() == [
         "20200623-1714.h264",
         "20200623-1715.h264",
+        "20200623-1659.h264",
         "20200623-1700.h264",
         "20200623-1715.h264",  # the writer gives this one a suffix (see test_recording_writer)
     ]
-    assert len(set(replay.order)) == 4
+    assert len(set(replay.order)) == 5
     assert_every_frame_once(replay, before + after)
 
 
-def test_clock_jumping_forward_splits_once():
+def test_clock_set_back_by_seconds_across_a_mark_makes_no_tiny_file():
+    # split at 17:15:00, then the clock is set back 20 s: still the 17:15 file
+    before = make_frames(local("2020-06-23 17:14:58"), 4, fps=2, gop=2)  # to 17:15:02
+    after = make_frames(local("2020-06-23 17:14:42"), 60, fps=2, gop=2, first_index=8)
+    replay = record(before + after)
+    assert replay.names() == ["20200623-1714.h264", "20200623-1715.h264"]
+    assert_every_frame_once(replay, before + after)
+
+
+def test_durations_do_not_matter_to_continuous_recording():
+    """A camera that stalled for a minute (a gap in capture times) changes nothing."""
+    frames = make_frames(local("2020-06-23 17:14:00"), 30, fps=2, gop=2)
+    stalled = [f.__class__(f.data, f.keyframe, f.monotonic + 60, f.wall, f.index) for f in frames]
+    assert record(frames[:40] + stalled[40:]).names() == ["20200623-1714.h264"]
+
+
+def test_clock_set_forward_splits_once_named_with_the_new_time():
     before = make_frames(local("2020-06-23 03:02:00"), 60, fps=2, gop=2)
     # NTP sets the real time: 14 hours later
     after = make_frames(local("2020-06-23 17:20:00"), 12 * 60, fps=2, gop=2, first_index=120)
@@ -99,7 +122,7 @@ def test_clock_jumping_forward_splits_once():
     assert_every_frame_once(replay, before + after)
 
 
-def test_forward_jump_in_the_middle_of_a_group_waits_for_the_keyframe():
+def test_clock_set_forward_in_the_middle_of_a_group_waits_for_the_keyframe():
     before = make_frames(local("2020-06-23 03:02:00"), 60.5, fps=2, gop=2)  # ends mid-group
     after = make_frames(local("2020-06-23 17:20:00") + 0.5, 30, fps=2, gop=2, first_index=121)
     replay = record(before + after)

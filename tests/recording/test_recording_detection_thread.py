@@ -32,7 +32,8 @@ class ScriptedSlot:
 
 
 def rgb(t, value=0):
-    return RgbFrame(bytes([value]) * 12, 2, 2, t, t, int(t * 10))
+    """An RGB frame captured at monotonic time ``t``, with a wall clock far from it."""
+    return RgbFrame(bytes([value]) * 12, 2, 2, t, 1.6e9 + t, int(t * 10))
 
 
 def test_detect_bytes_edges_carry_the_capture_time_and_are_sampled():
@@ -71,8 +72,12 @@ def test_detect_raising_counts_as_false_and_is_logged_rarely(caplog):
 def test_rgb_slot_asks_for_a_frame_only_while_detection_waits():
     slot = RgbSlot()
     assert not slot.wants_frame()
-    slot.outputframe(rgb(1.0))  # nobody waits: ignored
+    slot.outputframe(rgb(1.0))  # nobody asked: ignored
     assert slot.take(0.01) is None
+    # the request of a take that gave up stands (the watchdog waits on it)...
+    assert slot.wants_frame()
+    slot.outputframe(rgb(1.5))
+    assert not slot.wants_frame()  # ...until a frame comes, which the next take drops as stale
     # a frame that arrives while take() waits is handed over
     got = []
     t = threading.Thread(target=lambda: got.append(slot.take(30)))
@@ -82,7 +87,7 @@ def test_rgb_slot_asks_for_a_frame_only_while_detection_waits():
         time.sleep(0.001)
     slot.outputframe(rgb(2.0))
     t.join(30)
-    assert got[0].wall == 2.0 and not slot.wants_frame()
+    assert got[0].monotonic == 2.0 and not slot.wants_frame()
     # at shutdown a waiting take() returns at once, with nothing
     t = threading.Thread(target=lambda: got.append(slot.take(3600)))
     t.start()

@@ -51,6 +51,7 @@ def test_same_name_twice_after_the_clock_went_back_gets_a_suffix(tmp_path):
     assert names == [
         "20200623-1714.h264",
         "20200623-1715.h264",
+        "20200623-1659.h264",
         "20200623-1700.h264",
         "20200623-1715-1.h264",
     ]

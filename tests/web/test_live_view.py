@@ -33,13 +33,15 @@ class FakeCapture:
         self._thread = None
         self.encoded = 0
 
-    def publish(self, when=None):
+    def publish(self, monotonic=None, wall=None):
+        """One frame, by default captured now on both clocks."""
         self.index += 1
         if self.broadcaster.wants_frame():
             self.encoded += 1
             data = b"\xff\xd8frame-%d\xff\xd9" % self.index
-            when = time.time() if when is None else when
-            self.broadcaster.outputframe(JpegFrame(data, when, when, self.index))
+            monotonic = time.monotonic() if monotonic is None else monotonic
+            wall = time.time() if wall is None else wall
+            self.broadcaster.outputframe(JpegFrame(data, monotonic, wall, self.index))
 
     def start(self):
         def run():
@@ -176,14 +178,17 @@ class TestClockJumps(LiveViewTestCase):
 
     @tornado.testing.gen_test(timeout=20)
     async def test_frames_keep_coming_when_the_wall_clock_jumps(self):
+        """The cap runs on capture times on the monotonic clock: wall steps do not matter."""
         ws = await self.connect()
         await asyncio.sleep(0.05)
-        now = time.time()
+        now, start = time.time(), time.monotonic()
         # an hour back (a Pi without a clock syncing late), then two hours forward
-        for when in (now, now - 3600, now - 3600 + 0.2, now + 3600, now + 3600 + 0.2):
-            self.capture.publish(when)
+        walls = (now, now - 3600, now - 3600 + 0.2, now + 3600, now + 3600 + 0.2)
+        for n, wall in enumerate(walls):
+            # captured 0.2 s apart: one frame per slot of the 10 fps cap
+            self.capture.publish(start + n * 0.2, wall)
             await ws.write_message("read_frame")
-            await self.read(ws)
+            assert frame_number(await self.read(ws)) == n + 1
         ws.close()
 
 
