@@ -93,6 +93,18 @@ def run_cli(script: str, *args: str, input: str = "", timeout: float = 60, cwd=R
     )
 
 
+def libfaketime() -> str:
+    """Path of the libfaketime library to preload; skips the test where it is missing."""
+    for pattern in (
+        "/usr/lib/*/faketime/libfaketime.so.1",
+        "/usr/local/lib*/faketime/libfaketime.so.1",
+    ):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    pytest.skip("needs libfaketime (apt install faketime)")
+
+
 def fake_clock_env(start: str) -> dict:
     """Environment that starts a child's wall clock at ``start`` (local time), running.
 
@@ -100,20 +112,41 @@ def fake_clock_env(start: str) -> dict:
     a test's SIGTERM and the child. Only the wall clock is shifted: libfaketime
     0.9.10 also fakes CLOCK_MONOTONIC as a date-sized value, and Python's timed
     waits (Event.wait, Thread.join) then sleep until the real clock catches up.
-    Recording decisions come from frame times, which follow the wall clock.
+    Durations come from frames' monotonic capture times, names from the wall clock.
     """
-    for pattern in (
-        "/usr/lib/*/faketime/libfaketime.so.1",
-        "/usr/local/lib*/faketime/libfaketime.so.1",
-    ):
-        found = sorted(glob.glob(pattern))
-        if found:
-            return {
-                "LD_PRELOAD": found[0],
-                "FAKETIME": "@" + start,
-                "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-            }
-    pytest.skip("needs libfaketime (apt install faketime)")
+    return {
+        "LD_PRELOAD": libfaketime(),
+        "FAKETIME": "@" + start,
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+
+
+class SteppableClock:
+    """A child's wall clock that the test sets while the child runs, as NTP would.
+
+    libfaketime reads ``FAKETIME_TIMESTAMP_FILE`` at every clock call
+    (``FAKETIME_NO_CACHE=1``); with a start-at time ``@YYYY-mm-dd HH:MM:SS`` in
+    it, a new time written there makes the child's clock read that time at once
+    and run on from it. The monotonic clock is left alone. Give ``env`` to the
+    child (it must not also have ``FAKETIME``, which would win over the file).
+    """
+
+    def __init__(self, directory, start: str):
+        self.path = os.path.join(str(directory), f"faketime-{uuid.uuid4().hex}.rc")
+        self.set(start)
+        self.env = {
+            "LD_PRELOAD": libfaketime(),
+            "FAKETIME_TIMESTAMP_FILE": self.path,
+            "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }
+
+    def set(self, when: str) -> None:
+        """Set the child's clock to ``when`` (local time), now."""
+        temporary = self.path + ".new"
+        with open(temporary, "w") as f:
+            f.write("@" + when + "\n")
+        os.replace(temporary, self.path)  # never a half-written file for the child to read
 
 
 def stop(p: Pancake, clean_log: bool = False) -> str:

@@ -195,8 +195,11 @@ def wait_until(condition, timeout: float, what: str):
 
 
 @pytest.fixture
-def sim_pancake(abstract_receiver, tmp_path):
-    """pancake.py with the sim camera, a notify socket and a 2 s watchdog."""
+def launch_sim_pancake(abstract_receiver, tmp_path):
+    """Factory: pancake.py with the sim camera, a notify socket, a 2 s watchdog and ``args``.
+
+    Returns (process, receiver, port, log path); every process is killed at teardown.
+    """
     script = ROOT / "pancake.py"
     if not script.exists():
         pytest.skip("pancake.py does not exist yet")
@@ -206,22 +209,33 @@ def sim_pancake(abstract_receiver, tmp_path):
     if "sim" not in helptext:
         pytest.skip("pancake.py has no sim camera yet")
     receiver, address = abstract_receiver
-    port = free_port()
-    log = tmp_path / "pancake.log"
-    env = dict(os.environ, NOTIFY_SOCKET=address, WATCHDOG_USEC="2000000")
-    env.pop("WATCHDOG_PID", None)
-    command = [sys.executable, str(script), "--camera", "sim", "--port", str(port)]
-    command += ["--resolution", "320", "240", "--fps", "10"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            command, cwd=str(tmp_path), env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        yield proc, receiver, port, log
-    finally:
+    started = []
+
+    def launch(*args):
+        port = free_port()
+        log = tmp_path / "pancake.log"
+        env = dict(os.environ, NOTIFY_SOCKET=address, WATCHDOG_USEC="2000000")
+        env.pop("WATCHDOG_PID", None)
+        command = [sys.executable, str(script), "--camera", "sim", "--port", str(port)]
+        command += ["--resolution", "320", "240", "--fps", "10", *args]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                command, cwd=str(tmp_path), env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        started.append(proc)
+        return proc, receiver, port, log
+
+    yield launch
+    for proc in started:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+@pytest.fixture
+def sim_pancake(launch_sim_pancake):
+    """pancake.py with the sim camera, a notify socket and a 2 s watchdog."""
+    return launch_sim_pancake()
 
 
 def test_pancake_notifies_and_stops_pinging_when_frames_stop(sim_pancake):
@@ -249,4 +263,65 @@ def test_pancake_notifies_and_stops_pinging_when_frames_stop(sim_pancake):
 
     proc.send_signal(signal.SIGTERM)
     receiver.wait_for("STOPPING=1", timeout=60)
+    assert proc.wait(timeout=60) == 0, log.read_text()
+
+
+def notified(receiver, wanted, log, timeout, count=1):
+    """``receiver.wait_for``, failing with pancake's log (say, of a start that failed)."""
+    try:
+        return receiver.wait_for(wanted, timeout, count)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\npancake.py's log:\n{log.read_text()}") from None
+
+
+def test_pancake_stops_pinging_when_the_h264_encoder_freezes_alone(launch_sim_pancake, tmp_path):
+    """Picamera2 issue 1228: the encoder stops without raising while the camera runs on.
+
+    SIGUSR2 makes the sim camera skip its H.264 output alone: it still captures
+    and serves the live view, which kept the old watchdog pinging.
+    """
+    recordings = tmp_path / "h264"
+    recordings.mkdir()
+    proc, receiver, port, log = launch_sim_pancake("--record-continuous", str(recordings))
+    notified(receiver, "READY=1", log, timeout=90)
+    notified(receiver, "WATCHDOG=1", log, timeout=60, count=3)
+
+    proc.send_signal(signal.SIGUSR2)
+    wait_until(lambda: b"h264 output frozen" in log.read_bytes(), 60, "the encoder freezing")
+    wait_until(lambda: b"not pinging the watchdog" in log.read_bytes(), 60, "pings withheld")
+    receiver.drain(0.5)  # a ping sent just before the line was written
+    quiet = receiver.drain(4.0)
+    assert "WATCHDOG=1" not in quiet, log.read_text()
+    assert "the H.264 output (recording) has delivered nothing" in log.read_text()
+    assert "the camera has captured no frame" not in log.read_text()  # it still captures
+    assert proc.poll() is None and http_answers(port)
+
+    proc.send_signal(signal.SIGUSR2)  # the encoder again: pings again
+    notified(receiver, "WATCHDOG=1", log, timeout=60)
+    assert b"pinging the watchdog again" in log.read_bytes()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, log.read_text()
+
+
+def test_busy_detection_and_an_empty_live_view_do_not_stop_the_pings(launch_sim_pancake, tmp_path):
+    """Outputs that ask for nothing (detection in a slow detect(), no viewer) are not waited for."""
+    calls = tmp_path / "calls.log"
+    customize = tmp_path / "slow.py"
+    customize.write_text(
+        "import threading\n"
+        "def detect(rgb):\n"
+        f"    with open({str(calls)!r}, 'a') as f:\n"
+        "        f.write('call\\n')\n"
+        "    threading.Event().wait(3.0)  # longer than the watchdog's 1 s\n"
+        "    return False\n"
+    )
+    args = ["--detect", "image", "--customize", str(customize), "--detect-interval", "0.1"]
+    proc, receiver, port, log = launch_sim_pancake(*args)
+    notified(receiver, "READY=1", log, timeout=90)
+    wait_until(lambda: calls.exists(), 60, "detect() being called")
+    # two slow calls' worth of pings, one a second: none may be missing
+    notified(receiver, "WATCHDOG=1", log, timeout=60, count=6)
+    wait_until(lambda: calls.read_text().count("call") >= 3, 60, "three detect() calls")
+    assert "not pinging" not in log.read_text()
+    proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0, log.read_text()
