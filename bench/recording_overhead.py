@@ -9,7 +9,11 @@ baseline writes the same stream, frame by frame, to one file with ``os.write``:
 what a recorder that did nothing else would cost. Both run in this process, in
 alternating rounds; CPU time is the whole process's (all threads). Detection
 edges come from a script: on for 10 s, off for 10 s (so edge mode writes clips
-too, and all mode records half the time). Run: ``python3 bench/recording_overhead.py``.
+too, and all mode records half the time). ``--via-camera`` also runs what a
+camera backend does for each frame before the recorders: ``Camera._mark_alive``
+(the watchdog's bookkeeping, with a live view and a detection slot registered
+and waiting for nothing) and ``Camera._deliver``.
+Run: ``python3 bench/recording_overhead.py``.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ import time
 
 from rec_frames import PI_SAMPLE, pi_stream, sim_stream
 
+from raspberry_pancake.camera.base import Camera, CameraSettings
+from raspberry_pancake.detection import RgbSlot
 from raspberry_pancake.recording.actions import Write
 from raspberry_pancake.recording.continuous import ContinuousRecorder
 from raspberry_pancake.recording.detection import AllRecorder, EdgeRecorder
 from raspberry_pancake.recording.edges import Edge, EdgeInbox
 from raspberry_pancake.recording.fanout import RecordingFanout
 from raspberry_pancake.recording.writer import DiskWriter
+from raspberry_pancake.web.live import FrameBroadcaster
 
 
 class Pacer:
@@ -102,18 +109,36 @@ def with_edges(frames, inbox):
         yield frame
 
 
-def ours(frames, directory, mode, paced) -> float:
+class HandCamera(Camera):
+    """A camera backend reduced to its per-frame bookkeeping; the benchmark is its thread."""
+
+    def _start(self) -> None:
+        pass
+
+    def _stop(self) -> None:
+        pass
+
+
+def ours(frames, directory, mode, paced, via_camera=False) -> float:
     inbox = EdgeInbox()
     recorders = make_recorders(directory, mode, inbox)
     # a queue big enough that an unpaced feed never drops a frame
     writer = DiskWriter(lambda m: None, max_bytes=2**40, max_frames=10**9)
     fanout = RecordingFanout(recorders, writer)
+    camera = HandCamera(CameraSettings())
+    camera.set_h264_output(fanout)
+    camera.set_jpeg_output(FrameBroadcaster())
+    camera.set_rgb_output(RgbSlot())
     pacer = Pacer(30, paced)
     cpu = time.process_time()
     writer.start()
     for n, frame in enumerate(with_edges(frames, inbox)):
         pacer.wait(n)
-        fanout.outputframe(frame)
+        if via_camera:
+            camera._mark_alive()
+            camera._deliver(fanout, frame)
+        else:
+            fanout.outputframe(frame)
     fanout.finish()
     writer.close()
     used = time.process_time() - cpu
@@ -129,6 +154,11 @@ def main() -> None:
         "--paced",
         action="store_true",
         help="deliver frames at 30 fps in real time (slow) instead of as fast as possible",
+    )
+    parser.add_argument(
+        "--via-camera",
+        action="store_true",
+        help="hand each frame over as a camera backend does (liveness bookkeeping included)",
     )
     parser.add_argument(
         "--stream",
@@ -158,7 +188,7 @@ def main() -> None:
             try:
                 stream = baseline(stream_only, directory, args.paced)
                 same = baseline(plans[name], directory, args.paced)
-                mine = ours(frames, directory, mode, args.paced)
+                mine = ours(frames, directory, mode, args.paced, args.via_camera)
             finally:
                 shutil.rmtree(directory)
             rows[name]["stream"].append(mine / stream)
