@@ -2,7 +2,7 @@
 
 It is how a newcomer's first run, the tests and the benchmarks see a camera, so it
 is honest: the H.264 is real libx264 output a player opens, the JPEG is a real
-JPEG, and frames come at ``--fps`` on the wall clock. Encoders run only for the
+JPEG, and frames come at ``--fps`` in real time. Encoders run only for the
 outputs that are registered, and the JPEG encoder only while a viewer waits.
 
 ``freeze()`` stops frames from arriving while the thread stays alive, which is

@@ -47,6 +47,11 @@ class OneFrameSlot:
         pass
 
 
+def time_name(wall):
+    """The detection file name for a first frame at wall time ``wall``."""
+    return time.strftime("%Y%m%d-%H%M%S.h264", time.localtime(wall))
+
+
 def rgb_of(frame: H264Frame) -> RgbFrame:
     return RgbFrame(b"\0" * 12, 2, 2, frame.monotonic, frame.wall, frame.index)
 
@@ -87,10 +92,6 @@ def test_a_clock_step_near_an_edge_leaves_the_clip_whole(lead, step):
     indexes = [f.index for f in got]
     assert indexes == list(range(indexes[0], indexes[0] + len(indexes)))
     assert clip.name == time_name(got[0].wall), "named by the wall clock of its first frame"
-
-
-def time_name(wall):
-    return time.strftime("%Y%m%d-%H%M%S.h264", time.localtime(wall))
 
 
 @pytest.mark.parametrize("step", [3600.0, -3600.0])
