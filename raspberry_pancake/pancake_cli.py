@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 from typing import Optional, Sequence
@@ -94,6 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--login", metavar="password_hash_file", help="password-protect streaming webpage"
     )
     p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (as typed in the browser; may be "
+        "repeated); localhost, this machine's addresses, its host name and "
+        "<hostname>.local are always allowed",
+    )
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="IP address of an HTTPS reverse proxy whose X-Forwarded-For and "
+        "X-Forwarded-Proto headers are believed (may be repeated)",
+    )
+    p.add_argument(
         "--camera",
         choices=BACKENDS,
         default="auto",
@@ -115,6 +133,17 @@ def _existing_dir(path: str, flag: str) -> str:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag}: directory {path!r} is not writable")
     return os.path.abspath(path)
+
+
+def _check_web_flags(args: argparse.Namespace) -> None:
+    for name in args.allow_host:
+        if not name.strip() or any(c in name for c in " /\\@?#"):
+            raise ConfigError(f"--allow-host: {name!r} is not a host name")
+    for address in args.trusted_proxy:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(f"--trusted-proxy: {address!r} is not an IP address") from None
 
 
 def validate(args: argparse.Namespace) -> argparse.Namespace:
@@ -147,6 +176,7 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         raise ConfigError("--detect-resize needs --detect image")
     if args.detect_interval is None:
         args.detect_interval = 1.0 / args.fps
+    _check_web_flags(args)
     if args.emit is not None:
         if not args.emit:
             raise ConfigError("--emit needs a socket name")

@@ -11,16 +11,20 @@ import errno
 import logging
 import signal
 
-import tornado.httpserver
 import tornado.ioloop
 
 from .camera import open_camera
 from .exc import AddressInUseError, ConfigError
 from .pipeline import build_pipeline
 from .sdnotify import Notifier
+from .web.access import Auth
 from .web.app import make_app
 from .web.auth import load_password_file
+from .web.hosts import HostPolicy
 from .web.live import FrameBroadcaster
+from .web.password_file import PasswordFile
+from .web.proxy import TrustedProxies
+from .web.server import GuardedHTTPServer
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +47,14 @@ class PancakeService:
         self.notifier = Notifier()
         self.loop = None
         self.server = None
+        self.auth = None
         self._stopping = False
         self._watchdog_withheld = False
 
     def run(self) -> int:
         self.loop = tornado.ioloop.IOLoop.current()
         self.broadcaster.attach(self.loop)
-        app = make_app(self.broadcaster, self.password, max_stream_fps=self.args.max_stream_fps)
-        self.server = tornado.httpserver.HTTPServer(app)
+        self.server = self._make_server()
         try:
             self._listen()
             if self.pipeline is not None:
@@ -79,6 +83,20 @@ class PancakeService:
         finally:
             self._shutdown()
         return 0
+
+    def _make_server(self) -> GuardedHTTPServer:
+        """The web server: pages behind the login, the Host check and the connection cap."""
+        args = self.args
+        password_file = PasswordFile(args.login, self.password) if self.password else None
+        self.auth = Auth(password_file)
+        app = make_app(
+            self.broadcaster,
+            self.auth,
+            max_stream_fps=args.max_stream_fps,
+            hosts=HostPolicy(args.allow_host),
+            proxies=TrustedProxies(args.trusted_proxy),
+        )
+        return GuardedHTTPServer(app)
 
     def _listen(self) -> None:
         try:
@@ -133,6 +151,8 @@ class PancakeService:
         """Stop frames first, then let recording close and announce its files."""
         if self.server is not None:
             self.server.stop()
+        if self.auth is not None:
+            self.auth.close()
         self.camera.stop()
         self.camera.close()
         if self.pipeline is not None:

@@ -11,7 +11,7 @@ from .exc import ConfigError, UserError
 from .terminal import ArgumentParser
 from .web.auth import hash_password
 
-MIN_LENGTH = 4
+MIN_LENGTH = 8
 
 
 def read_password(stdin=None) -> str:

@@ -1,73 +1,42 @@
 """The tornado application: the page, the login, the live-view socket, static files.
 
 Handlers get what they need through ``initialize`` keyword arguments, never
-module globals, so the tests can build an app around any broadcaster.
+module globals, so the tests can build an app around any broadcaster. Before
+any handler runs, the application takes the client's address and scheme from a
+trusted proxy and refuses Host headers that are not the camera's own names.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import secrets
 from typing import Optional
 
 import tornado.web
 
-from .auth import PasswordHash
+from .access import Auth, Verdict
+from .base import BaseHandler
+from .hosts import HostPolicy
 from .live import FrameBroadcaster, LiveViewSocket
+from .proxy import TrustedProxies
 
 logger = logging.getLogger(__name__)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COOKIE = "pancake_session"
-COOKIE_DAYS = 30
-#: a wrong password is answered after this long, to slow down guessing
-WRONG_PASSWORD_DELAY = 3.0
-
-
-class Auth:
-    """Who may watch: everyone without ``--login``, else holders of a signed cookie."""
-
-    def __init__(self, password: Optional[PasswordHash]):
-        self.password = password
-
-    @property
-    def required(self) -> bool:
-        return self.password is not None
-
-    def is_authenticated(self, handler: tornado.web.RequestHandler) -> bool:
-        if self.password is None:
-            return True
-        value = handler.get_signed_cookie(COOKIE, max_age_days=COOKIE_DAYS)
-        return value == b"viewer"
-
-    def grant(self, handler: tornado.web.RequestHandler) -> None:
-        handler.set_signed_cookie(
-            COOKIE, "viewer", expires_days=COOKIE_DAYS, httponly=True, samesite="Strict"
-        )
-
-
-class BaseHandler(tornado.web.RequestHandler):
-    def initialize(self, auth: Auth, **kwargs):
-        self.auth = auth
-
-    def set_default_headers(self):
-        self.set_header("X-Frame-Options", "DENY")
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
-        self.set_header("Cache-Control", "no-store")
+#: the browser sends only "read_frame" on the live-view socket
+MAX_WEBSOCKET_MESSAGE = 1024
+#: distinct refused Host names logged at most (a rebinding page may try many)
+MAX_LOGGED_HOSTS = 32
 
 
 class IndexHandler(BaseHandler):
     def get(self):
-        if not self.auth.is_authenticated(self):
-            self.redirect("/login")
-            return
         self.render("index.html", login_required=self.auth.required)
 
 
 class LoginHandler(BaseHandler):
+    login_required = False
+
     def get(self):
         if not self.auth.required:
             self.redirect("/")
@@ -79,31 +48,131 @@ class LoginHandler(BaseHandler):
             self.redirect("/")
             return
         password = self.get_body_argument("password", default="")
-        if self.auth.password.verify(password):
+        verdict = await self.auth.check_password(self.request.remote_ip, password)
+        if verdict is Verdict.GRANTED:
             logger.info("login from %s", self.request.remote_ip)
-            self.auth.grant(self)
+            self.auth.open_session(self)
             self.redirect("/")
-            return
-        logger.warning("wrong password from %s", self.request.remote_ip)
-        await asyncio.sleep(WRONG_PASSWORD_DELAY)
-        self.set_status(403)
-        self.render("login.html", error="Wrong password.")
+        elif verdict is Verdict.BUSY:
+            self.set_status(429)
+            self.set_header("Retry-After", "1")
+            self.render("login.html", error="Too many attempts: wait a second and try again.")
+        else:
+            self.set_status(403)
+            self.render("login.html", error="Wrong password.")
 
 
 class LogoutHandler(BaseHandler):
+    login_required = False
+
     def post(self):
-        self.clear_cookie(COOKIE)
+        self.auth.close_session(self)
         self.redirect("/login" if self.auth.required else "/")
+
+
+class NotFoundHandler(BaseHandler):
+    """Every unknown path: a plain 404, with the same headers as the pages."""
+
+    login_required = False
+
+    def prepare(self):
+        raise tornado.web.HTTPError(404)
+
+
+class UnknownHostHandler(NotFoundHandler):
+    """A Host header that is not one of the camera's names: most likely DNS rebinding."""
+
+    def prepare(self):
+        raise tornado.web.HTTPError(403, reason="Unknown Host")
+
+
+class StaticFiles(tornado.web.StaticFileHandler):
+    """``static/``, where a path the file system cannot even name is simply not found."""
+
+    def set_default_headers(self):
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def parse_url_path(self, url_path: str) -> str:
+        if "\x00" in url_path:
+            raise tornado.web.HTTPError(404)
+        return super().parse_url_path(url_path)
+
+
+class WithoutServerHeader(tornado.web.OutputTransform):
+    """Drops the ``Server: TornadoServer/<version>`` header from every answer."""
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        headers.pop("Server", None)
+        return status_code, headers, chunk
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Server errors in the log; everything else only at debug level, so a flood stays out."""
+    status = handler.get_status()
+    log = logging.getLogger("tornado.access")
+    level = logging.ERROR if status >= 500 else logging.DEBUG
+    request = handler.request
+    log.log(
+        level,
+        "%d %s %s (%s) %.1f ms",
+        status,
+        request.method,
+        request.uri,
+        request.remote_ip,
+        request.request_time() * 1000,
+    )
+
+
+class PancakeApplication(tornado.web.Application):
+    """The routes, behind the Host check and the trusted-proxy headers; used on the IOLoop."""
+
+    def __init__(
+        self, handlers, hosts: HostPolicy, proxies: TrustedProxies, auth: Auth, **settings
+    ):
+        super().__init__(handlers, transforms=[WithoutServerHeader], **settings)
+        self.hosts = hosts
+        self.proxies = proxies
+        self.auth = auth
+        self._logged_hosts = set()
+
+    def find_handler(self, request, **kwargs):
+        self.proxies.adapt(request)
+        if not self.hosts.allows(request.host, _connected_to(request)):
+            self._log_refused_host(request)
+            return self.get_handler_delegate(request, UnknownHostHandler, {"auth": self.auth})
+        return super().find_handler(request, **kwargs)
+
+    def _log_refused_host(self, request) -> None:
+        name = request.host[:100]
+        if name in self._logged_hosts or len(self._logged_hosts) >= MAX_LOGGED_HOSTS:
+            return
+        self._logged_hosts.add(name)
+        logger.warning(
+            "refused a request from %s for host %r, not a name of this camera "
+            "(DNS rebinding?); add it with --allow-host if it is yours",
+            request.remote_ip,
+            name,
+        )
+
+
+def _connected_to(request) -> Optional[str]:
+    """The local address the client connected to, if the socket can still tell."""
+    try:
+        return request.connection.stream.socket.getsockname()[0]
+    except (AttributeError, OSError, IndexError):
+        return None
 
 
 def make_app(
     broadcaster: FrameBroadcaster,
-    password: Optional[PasswordHash],
+    auth: Optional[Auth] = None,
     max_stream_fps: float = 10,
+    hosts: Optional[HostPolicy] = None,
+    proxies: Optional[TrustedProxies] = None,
     root: str = ROOT,
 ) -> tornado.web.Application:
-    auth = Auth(password)
-    return tornado.web.Application(
+    auth = auth or Auth()
+    return PancakeApplication(
         [
             (r"/", IndexHandler, {"auth": auth}),
             (r"/login", LoginHandler, {"auth": auth}),
@@ -114,11 +183,17 @@ def make_app(
                 {"broadcaster": broadcaster, "max_stream_fps": max_stream_fps, "auth": auth},
             ),
         ],
+        hosts=hosts or HostPolicy(),
+        proxies=proxies or TrustedProxies(),
+        auth=auth,
         template_path=root,
         static_path=os.path.join(root, "static"),
-        # a new secret at each start: a restart asks viewers to log in again
-        cookie_secret=secrets.token_hex(32),
+        static_handler_class=StaticFiles,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"auth": auth},
         xsrf_cookies=True,
         xsrf_cookie_kwargs={"httponly": True, "samesite": "Strict"},
         websocket_ping_interval=20,
+        websocket_max_message_size=MAX_WEBSOCKET_MESSAGE,
+        log_function=log_request,
     )

@@ -9,6 +9,7 @@ time.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
 import os
@@ -19,6 +20,8 @@ from ..exc import PasswordFileError
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # about 16 MiB and well under a second on a Pi Zero
 SCRYPT_DKLEN = 32
+#: the most memory one check may take; a file asking for more is refused when read
+SCRYPT_MAXMEM = 64 * 1024 * 1024
 _LEGACY = re.compile(r"[0-9a-fA-F]{128}")
 _SCRYPT = re.compile(r"scrypt\$(\d+)\$(\d+)\$(\d+)\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)")
 
@@ -34,7 +37,13 @@ class PasswordHash:
     r: int = 0
     p: int = 0
 
+    @property
+    def legacy(self) -> bool:
+        """The original's unsalted SHA-512: millions of guesses a second offline."""
+        return self.scheme == "sha512"
+
     def verify(self, password: str) -> bool:
+        """Slow on purpose (scrypt): call it on a worker thread, never on the IOLoop."""
         candidate = password.encode("utf-8")
         if self.scheme == "sha512":
             computed = hashlib.sha512(candidate).digest()
@@ -45,7 +54,7 @@ class PasswordHash:
                 n=self.n,
                 r=self.r,
                 p=self.p,
-                maxmem=256 * 1024 * 1024,
+                maxmem=SCRYPT_MAXMEM + 1024 * 1024,
                 dklen=len(self.digest),
             )
         return hmac.compare_digest(computed, self.digest)
@@ -61,6 +70,8 @@ def parse_hash(text: str) -> PasswordHash:
         n, r, p = (int(g) for g in m.group(1, 2, 3))
         if n < 2 or n & (n - 1) or not (1 <= r <= 64 and 1 <= p <= 16) or n > 2**20:
             raise ValueError("scrypt parameters out of range")
+        if 128 * n * r > SCRYPT_MAXMEM:
+            raise ValueError("scrypt parameters need too much memory")
         salt = base64.b64decode(m.group(4), validate=True)
         digest = base64.b64decode(m.group(5), validate=True)
         if len(salt) < 8 or len(digest) < 16:
@@ -78,7 +89,7 @@ def hash_password(password: str) -> str:
         n=SCRYPT_N,
         r=SCRYPT_R,
         p=SCRYPT_P,
-        maxmem=256 * 1024 * 1024,
+        maxmem=SCRYPT_MAXMEM + 1024 * 1024,
         dklen=SCRYPT_DKLEN,
     )
     b64 = base64.b64encode
@@ -101,6 +112,8 @@ def load_password_file(path: str) -> PasswordHash:
     except UnicodeDecodeError:
         raise PasswordFileError(f"password file {path!r} is not a password hash") from None
     except OSError as e:
+        if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+            raise  # the process is short of something for a moment; the file may be fine
         raise PasswordFileError(f"password file {path!r}: {e.strerror}") from None
     try:
         return parse_hash(text)
