@@ -52,12 +52,12 @@ class PasswordFile:
             return self.current
         try:
             fresh: Optional[PasswordHash] = load_password_file(self.path)
+        except PasswordFileError as e:  # (an OSError too, so first)
+            fresh = None
+            logger.error("%s; every password is refused until it is fixed", e)
         except OSError as e:  # short of file descriptors or memory: try again next time
             logger.warning("cannot read password file %r now: %s", self.path, e.strerror)
             return self.current
-        except PasswordFileError as e:
-            fresh = None
-            logger.error("%s; every password is refused until it is fixed", e)
         self._signature = signature
         if fresh != self.current:
             self.current = fresh

@@ -50,6 +50,8 @@ def test_scrypt_round_trip_and_salt_differs():
         "scrypt$16384$8$1$AAAA$BBBB",  # salt and hash too short
         "scrypt$1000$8$1$" + "A" * 24 + "$" + "B" * 44,  # N not a power of two
         hashlib.sha512(b"a").hexdigest() + "\n" + hashlib.sha512(b"b").hexdigest(),
+        # 1 GiB of memory a check: refused when read, not when a visitor logs in
+        "scrypt$1048576$8$1$" + "A" * 24 + "$" + "B" * 44,
     ],
 )
 def test_malformed_hash_files_are_one_clear_error(tmp_path, content):
@@ -80,16 +82,19 @@ def test_set_password_from_stdin_writes_0600_scrypt(tmp_path):
 
 
 def test_set_password_default_file_name(tmp_path):
-    r = run_cli("util/set_password.py", input="abcdef\n", cwd=tmp_path)
+    r = run_cli("util/set_password.py", input="abcdefgh\n", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert load_password_file(str(tmp_path / "password.txt")).verify("abcdef")
+    assert load_password_file(str(tmp_path / "password.txt")).verify("abcdefgh")
 
 
 def test_set_password_rejects_short_and_unwritable(tmp_path):
-    r = run_cli("util/set_password.py", str(tmp_path / "pw"), input="ab\n")
-    assert r.returncode != 0 and "at least" in r.stderr and "Traceback" not in r.stderr
-    assert not (tmp_path / "pw").exists()
-    r = run_cli("util/set_password.py", str(tmp_path / "no" / "pw"), input="abcdef\n")
+    for short in ("ab", "seven77", "é" * 7):
+        r = run_cli("util/set_password.py", str(tmp_path / "pw"), input=short + "\n")
+        assert r.returncode != 0 and "at least 8" in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "pw").exists()
+    r = run_cli("util/set_password.py", str(tmp_path / "pw"), input="eight888\n")
+    assert r.returncode == 0 and load_password_file(str(tmp_path / "pw")).verify("eight888")
+    r = run_cli("util/set_password.py", str(tmp_path / "no" / "pw"), input="abcdefgh\n")
     assert r.returncode != 0 and "cannot write" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -133,15 +138,15 @@ def _run_on_terminal(args, answers, timeout=30.0):
 
 def test_set_password_asks_twice_on_a_terminal(tmp_path):
     target = tmp_path / "pw"
-    code, out = _run_on_terminal([str(target)], ["s3cret!", "s3cret!"])
+    code, out = _run_on_terminal([str(target)], ["s3cret!!", "s3cret!!"])
     assert code == 0, out
     assert "New password" in out and "Repeat" in out
-    assert load_password_file(str(target)).verify("s3cret!")
+    assert load_password_file(str(target)).verify("s3cret!!")
 
 
 def test_set_password_terminal_mismatch_writes_nothing(tmp_path):
     target = tmp_path / "pw"
-    code, out = _run_on_terminal([str(target)], ["s3cret!", "other!"])
+    code, out = _run_on_terminal([str(target)], ["s3cret!!", "other!!!"])
     assert code != 0 and "differ" in out
     assert not target.exists()
 
@@ -151,10 +156,10 @@ def test_hash_file_made_by_set_password_unlocks_pancake_cli(tmp_path):
     target = tmp_path / "pw"
     subprocess.run(
         [sys.executable, os.path.join(ROOT, "util/set_password.py"), str(target)],
-        input="letmein",
+        input="letmein!",
         text=True,
         check=True,
         capture_output=True,
     )
     assert target.read_text().count("\n") == 1
-    assert load_password_file(str(target)).verify("letmein")
+    assert load_password_file(str(target)).verify("letmein!")

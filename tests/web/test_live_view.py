@@ -1,4 +1,4 @@
-"""The live view's flow control and login, on a real server and real websocket clients.
+"""The live view's flow control, on a real server and real websocket clients.
 
 Frames come from a thread calling ``outputframe``, as a camera's capture thread does.
 """
@@ -6,10 +6,8 @@ Frames come from a thread calling ``outputframe``, as a camera's capture thread 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 import time
-import urllib.parse
 
 import tornado.httpclient
 import tornado.testing
@@ -18,7 +16,6 @@ import tornado.websocket
 from raspberry_pancake.camera.base import JpegFrame
 from raspberry_pancake.web import app as webapp
 from raspberry_pancake.web import live
-from raspberry_pancake.web.auth import hash_password, parse_hash
 from raspberry_pancake.web.live import FrameBroadcaster
 
 
@@ -235,110 +232,3 @@ class TestFiftyViewers(LiveViewTestCase):
             assert seen == sorted(set(seen))
         for ws in sockets:
             ws.close()
-
-
-PASSWORD = "open sesame"
-
-
-class LoginTestCase(LiveViewTestCase):
-    password = parse_hash(hash_password(PASSWORD))
-
-    def setUp(self):
-        super().setUp()
-        self.http_client = tornado.httpclient.AsyncHTTPClient()
-
-    async def fetch(self, path, **kwargs):
-        kwargs.setdefault("follow_redirects", False)
-        kwargs.setdefault("raise_error", False)
-        return await self.http_client.fetch(self.get_url(path), **kwargs)
-
-    async def login(self, password):
-        """Post the login form as a browser would: with the form's xsrf token and cookie."""
-        page = await self.fetch("/login")
-        cookies = _cookies(page)
-        token = cookies["_xsrf"]
-        body = urllib.parse.urlencode({"password": password, "_xsrf": token})
-        return await self.fetch(
-            "/login", method="POST", body=body, headers={"Cookie": f"_xsrf={token}"}
-        )
-
-
-def _cookies(response) -> dict:
-    out = {}
-    for header in response.headers.get_list("Set-Cookie"):
-        name, _, rest = header.partition("=")
-        out[name] = rest.split(";")[0]
-    return out
-
-
-class TestLogin(LoginTestCase):
-    @tornado.testing.gen_test(timeout=30)
-    async def test_index_redirects_to_login_until_logged_in(self):
-        r = await self.fetch("/")
-        assert r.code == 302 and r.headers["Location"] == "/login"
-        r = await self.login(PASSWORD)
-        assert r.code == 302 and r.headers["Location"] == "/"
-        set_cookie = [c for c in r.headers.get_list("Set-Cookie") if c.startswith(webapp.COOKIE)]
-        assert set_cookie, "no session cookie"
-        attributes = set_cookie[0].lower()
-        assert "httponly" in attributes and "samesite=strict" in attributes
-        session = _cookies(r)[webapp.COOKIE]
-        page = await self.fetch("/", headers={"Cookie": f"{webapp.COOKIE}={session}"})
-        assert page.code == 200 and b"live-view" in page.body
-        ws = await self.connect(headers={"Cookie": f"{webapp.COOKIE}={session}"})
-        await asyncio.sleep(0.05)
-        self.capture.publish()
-        await ws.write_message("read_frame")
-        assert frame_number(await self.read(ws)) == 1
-        ws.close()
-
-    @tornado.testing.gen_test(timeout=30)
-    async def test_websocket_refused_at_open_without_a_valid_cookie(self):
-        for headers in ({}, {"Cookie": f"{webapp.COOKIE}=viewer"}):
-            try:
-                await self.connect(headers=headers)
-            except tornado.httpclient.HTTPClientError as e:
-                assert e.code == 403
-            else:
-                raise AssertionError("an unauthenticated websocket was accepted")
-
-    @tornado.testing.gen_test(timeout=30)
-    async def test_wrong_password_is_slow_for_the_guesser_only(self):
-        started = time.monotonic()
-        wrong = asyncio.ensure_future(self.login("guess"))
-        await asyncio.sleep(0.3)
-        other = await self.fetch("/login")  # another visitor is not held up
-        assert other.code == 200
-        assert not wrong.done(), "the wrong password was answered before the delay"
-        r = await wrong
-        assert r.code == 403 and b"Wrong password" in r.body
-        assert time.monotonic() - started >= webapp.WRONG_PASSWORD_DELAY - 0.1
-        assert webapp.COOKIE not in _cookies(r)
-
-    @tornado.testing.gen_test(timeout=30)
-    async def test_cross_site_post_without_xsrf_token_is_refused(self):
-        body = urllib.parse.urlencode({"password": PASSWORD})
-        r = await self.fetch("/login", method="POST", body=body)
-        assert r.code == 403
-        assert webapp.COOKIE not in _cookies(r)
-
-
-class TestLoginWithOriginalHash(LoginTestCase):
-    password = parse_hash(hashlib.sha512(PASSWORD.encode()).hexdigest() + "\n")
-
-    @tornado.testing.gen_test(timeout=30)
-    async def test_original_sha512_hash_logs_in(self):
-        r = await self.login(PASSWORD)
-        assert r.code == 302 and webapp.COOKIE in _cookies(r)
-
-
-class TestNoLogin(LiveViewTestCase):
-    @tornado.testing.gen_test(timeout=10)
-    async def test_without_login_the_page_is_open_and_login_redirects_home(self):
-        client = tornado.httpclient.AsyncHTTPClient()
-        r = await client.fetch(self.get_url("/"), raise_error=False)
-        assert r.code == 200 and b"Log out" not in r.body
-        r = await client.fetch(self.get_url("/login"), follow_redirects=False, raise_error=False)
-        assert r.code == 302
-        r = await client.fetch(self.get_url("/static/live.js"), raise_error=False)
-        assert r.code == 200 and b"read_frame" in r.body
