@@ -26,8 +26,10 @@ FAKES = os.path.join(ROOT, "tests", "fakes")
 
 
 def free_port() -> int:
+    """A port free on every address, as pancake.py binds it (a port free on 127.0.0.1
+    alone may still be held by a connection from another loopback address)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("", 0))
         return s.getsockname()[1]
 
 
@@ -49,17 +51,23 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> N
 class Pancake:
     """A real pancake.py subprocess on a free port."""
 
-    def __init__(self, *args: str, env=None, cwd=ROOT):
+    def __init__(self, *args: str, env=None, cwd=ROOT, preexec_fn=None, log_path=None):
+        """``log_path``: the log goes to that file, never filling a pipe (long or noisy runs)."""
         self.port = free_port()
+        self.log_path = log_path
         cmd = [sys.executable, os.path.join(ROOT, "pancake.py"), "--port", str(self.port)]
+        out = open(log_path, "w") if log_path else subprocess.PIPE
         self.proc = subprocess.Popen(
             [*cmd, *args],
             cwd=cwd,
             env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE,
+            stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=preexec_fn,  # e.g. resource limits or a cgroup, set in the child
         )
+        if log_path:
+            out.close()
         wait_for_port(self.port, self.proc)
 
     @property
@@ -74,6 +82,9 @@ class Pancake:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, _ = self.proc.communicate()
+        if self.log_path:
+            with open(self.log_path, errors="replace") as f:
+                out = f.read()
         return self.proc.returncode, out
 
 

@@ -94,7 +94,8 @@ class Auth:
     async def check_password(self, address: str, password: str) -> Verdict:
         """One guess, within the budget, on the worker thread."""
         current = self._current_hash()
-        if self.verifier.busy or not self.throttle.admit(address):
+        clean = self.throttle.is_clean(address)
+        if not self.verifier.has_room(clean) or not self.throttle.admit(address):
             self._refusals.note()
             return Verdict.BUSY
         if current is None:

@@ -70,7 +70,7 @@ class GuessThrottle:
             return False
         while self._recent and now - self._recent[0] >= 1.0:
             self._recent.popleft()
-        limit = self.overall if self._is_clean(key, now) else self.overall - self.reserved
+        limit = self.overall if self.is_clean(address) else self.overall - self.reserved
         if len(self._recent) >= limit:
             self.refused += 1
             return False
@@ -82,9 +82,10 @@ class GuessThrottle:
         """A wrong guess: the address loses its share of the reserve for a while."""
         _remember(self._last_failure, address_key(address), self.clock())
 
-    def _is_clean(self, key: str, now: float) -> bool:
-        failure = self._last_failure.get(key)
-        return failure is None or now - failure >= DIRTY_FOR
+    def is_clean(self, address: str) -> bool:
+        """No wrong guess from this address for a while."""
+        failure = self._last_failure.get(address_key(address))
+        return failure is None or self.clock() - failure >= DIRTY_FOR
 
 
 def _remember(table: Dict[str, float], key: str, now: float) -> None:

@@ -18,26 +18,30 @@ from .auth import PasswordHash
 logger = logging.getLogger(__name__)
 
 #: checks running or waiting at most; one more is refused at once
-MAX_PENDING = 3
+MAX_PENDING = 4
+#: of those, kept for addresses with no recent wrong guess (the owner, most likely)
+RESERVED_FOR_CLEAN = 2
 
 
 class PasswordVerifier:
     """``submit`` is called on the IOLoop; ``PasswordHash.verify`` runs on the worker."""
 
-    def __init__(self, max_pending: int = MAX_PENDING):
+    def __init__(self, max_pending: int = MAX_PENDING, reserved: int = RESERVED_FOR_CLEAN):
         self.max_pending = max_pending
+        self.reserved = min(reserved, max_pending - 1)
         self.pending = 0  # read and written on the IOLoop only
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="password-check"
         )
 
-    @property
-    def busy(self) -> bool:
-        return self.pending >= self.max_pending
+    def has_room(self, clean: bool = True) -> bool:
+        """Room for one more check; a caller with recent wrong guesses leaves a reserve."""
+        limit = self.max_pending if clean else self.max_pending - self.reserved
+        return self.pending < limit
 
     def submit(self, password_hash: PasswordHash, password: str) -> Optional[asyncio.Future]:
         """A future of the check's result, or None when the queue is full."""
-        if self.busy:
+        if not self.has_room():
             return None
         self.pending += 1
         future = asyncio.get_running_loop().run_in_executor(
