@@ -290,12 +290,13 @@ class NotifyListener(threading.Thread):
         self.sock.close()
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of a process now (VmRSS), or at its highest so far (VmHWM)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 
 def send_big_body(port: int, megabytes: int, chunked: bool = False) -> str:

@@ -204,11 +204,12 @@ def test_big_bodies_are_refused_and_pancake_fits_its_memory_limit(tmp_path, proc
     try:
         p = start(procs, tmp_path, "--login", str(password_file), preexec_fn=enter_group)
         assert request(p.port, "GET", "/login").status == 200
-        before = rss_kib(p.proc.pid)
-        outcomes = [send_big_body(p.port, 95) for _ in range(3)]
-        outcomes.append(send_big_body(p.port, 20, chunked=True))
-        after = rss_kib(p.proc.pid)
-        print(f"RSS {before} KiB -> {after} KiB; outcomes {outcomes}")
+        before = rss_kib(p.proc.pid, "VmHWM")
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(send_big_body, [p.port] * 3, [95] * 3))
+            outcomes.append(send_big_body(p.port, 20, chunked=True))
+        after = rss_kib(p.proc.pid, "VmHWM")
+        print(f"peak RSS {before} KiB -> {after} KiB; outcomes {outcomes}")
         assert p.proc.poll() is None, "pancake.py died"
         assert after - before < 32 * 1024, (before, after)
         for outcome in outcomes:
@@ -249,7 +250,9 @@ def test_300_concurrent_wrong_logins_never_stall_the_loop(tmp_path, procs, passw
     sources = [f"127.0.0.{2 + i % 30}" for i in range(300)]
     flood_start = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(300) as pool:
-        statuses = list(pool.map(lambda s: _status(login, p.port, "wrong guess", source=s), sources))
+        statuses = list(
+            pool.map(lambda s: _status(login, p.port, "wrong guess", source=s), sources)
+        )
     flood_end = time.monotonic()
     time.sleep(1)
     watcher.stop()
@@ -257,7 +260,8 @@ def test_300_concurrent_wrong_logins_never_stall_the_loop(tmp_path, procs, passw
     gap = notify.longest_gap(flood_start, flood_end)
     print(
         f"flood {flood_end - flood_start:.1f} s: {statuses.count(403)} checked, "
-        f"{statuses.count(429)} refused, {statuses.count('closed')} closed; longest watchdog gap {gap:.2f} s, "
+        f"{statuses.count(429)} refused, {statuses.count('closed')} closed; "
+        f"longest watchdog gap {gap:.2f} s, "
         f"longest live-view gap {watcher.longest_gap(flood_start, flood_end):.2f} s"
     )
     # past the connection cap (256), the longest-waiting connections are closed
