@@ -115,8 +115,9 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
 
     def initialize(self, request_callback, max_connections: Optional[int] = None, **kwargs):
         fd_limit = raise_fd_limit()
-        self.max_connections = connection_cap(fd_limit, max_connections or MAX_CONNECTIONS)
-        if self.max_connections < 16:
+        wanted = max_connections or MAX_CONNECTIONS
+        self.max_connections = connection_cap(fd_limit, wanted)
+        if self.max_connections < min(wanted, 16):
             logger.warning(
                 "only %d file descriptors: at most %d web connections at once",
                 fd_limit,
