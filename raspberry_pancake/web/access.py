@@ -70,6 +70,7 @@ class Auth:
         self._header_key = secrets.token_bytes(32)
         self._verified_headers: Dict[bytes, None] = collections.OrderedDict()
         self._refusals = LogSummary(logger, "refused password attempts over the guess budget")
+        self._wrong_passwords = LogSummary(logger, "wrong password", period=10.0)
 
     @property
     def required(self) -> bool:
@@ -109,7 +110,7 @@ class Auth:
         if right and self._current_hash() is current:
             return Verdict.GRANTED
         self.throttle.failed(address)
-        logger.warning("wrong password from %s", address)
+        self._wrong_passwords.note(f"from {address}")
         return Verdict.DENIED
 
     # who is asking

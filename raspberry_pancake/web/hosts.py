@@ -60,7 +60,7 @@ class HostPolicy:
         names: Set[str] = {"localhost"}
         for name in {hostname, hostname.split(".", 1)[0]} - {""}:
             names.update({name, f"{name}.local"})
-        names.update(normalise_name(n) for n in extra_names)
+        names.update(split_host(n) for n in extra_names)  # a port given with a name is dropped
         self.names = frozenset(names)
 
     def allows(self, host_header: str, connected_to: Optional[str] = None) -> bool:

@@ -30,16 +30,22 @@ class LogSummary:
         self.count = 0  # events since the last line
         self._last_line = None
 
-    def note(self) -> None:
+    def note(self, detail: str = "") -> None:
+        """One event; ``detail`` (say, an address) is shown for the latest one."""
         self.count += 1
         now = self.clock()
         if self._last_line is not None and now - self._last_line < self.period:
             return
+        suffix = f" ({detail})" if detail else ""
         if self._last_line is None:
-            self.logger.warning("%s", self.message)
+            self.logger.warning("%s%s", self.message, suffix)
         else:
             self.logger.warning(
-                "%s (%d times in the last %.0f s)", self.message, self.count, now - self._last_line
+                "%s: %d times in the last %.0f s%s",
+                self.message,
+                self.count,
+                now - self._last_line,
+                f", the last one {detail}" if detail else "",
             )
         self._last_line = now
         self.count = 0
