@@ -41,13 +41,13 @@ MAX_HEADER_SIZE = 16 * 1024
 #: a login form is well under 1 KiB; nothing here takes uploads
 MAX_BODY_SIZE = 8 * 1024
 MAX_BUFFER_SIZE = 64 * 1024
-MAX_CONNECTIONS = 256
+MAX_CONNECTIONS = 128
 FD_RESERVE = 128
 #: the soft descriptor limit is raised to at most this (epoll does not mind)
 FD_LIMIT_TARGET = 8192
 OUT_OF_FDS_PAUSE = 1.0
 #: connections taken from the accept queue per wake-up, so other work interleaves
-ACCEPTS_PER_WAKEUP = 128
+ACCEPTS_PER_WAKEUP = 16
 
 
 def raise_fd_limit(target: int = FD_LIMIT_TARGET) -> int:

@@ -264,7 +264,7 @@ def test_300_concurrent_wrong_logins_never_stall_the_loop(tmp_path, procs, passw
         f"longest watchdog gap {gap:.2f} s, "
         f"longest live-view gap {watcher.longest_gap(flood_start, flood_end):.2f} s"
     )
-    # past the connection cap (256), the longest-waiting connections are closed
+    # past the connection cap (128), the longest-waiting connections are closed
     assert set(statuses) <= {403, 429, "closed"}
     assert statuses.count(429) > 0
     # no more real checks than the overall budget allows (10/s), with a second of slack
