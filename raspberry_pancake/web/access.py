@@ -5,7 +5,11 @@ client that cannot fill in a form (Home Assistant, VLC, an NVR) may send it
 with HTTP Basic auth on the handlers that allow it. Every password check, from
 either, goes through the same guess budget (``throttle``) and the same worker
 thread (``verifier``); a request over the budget, or that finds the worker's
-queue full, is answered 429 at once.
+queue full, is answered 429 at once. Both keep a share for addresses with no
+recent wrong guess, so that the owner gets in while someone else guesses.
+
+For a handler's point of view (``login_required``, ``allow_basic_auth``,
+``current_user``), see ``base.py``.
 """
 
 from __future__ import annotations

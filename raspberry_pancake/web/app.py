@@ -14,7 +14,7 @@ from typing import Optional
 
 import tornado.web
 
-from .access import Auth, Verdict
+from .access import RETRY_AFTER, Auth, Verdict
 from .base import BaseHandler
 from .hosts import HostPolicy
 from .live import FrameBroadcaster, LiveViewSocket
@@ -55,7 +55,7 @@ class LoginHandler(BaseHandler):
             self.redirect("/")
         elif verdict is Verdict.BUSY:
             self.set_status(429)
-            self.set_header("Retry-After", "1")
+            self.set_header("Retry-After", str(RETRY_AFTER))
             self.render("login.html", error="Too many attempts: wait a second and try again.")
         else:
             self.set_status(403)

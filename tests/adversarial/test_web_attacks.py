@@ -49,32 +49,16 @@ UNIT = os.path.join(ROOT, "systemd", "pancake.service")
 
 
 @pytest.fixture
-def procs():
-    started = []
-    yield started
-    for p in started:
-        p.stop()
-
-
-@pytest.fixture
 def password_file(tmp_path):
     path = tmp_path / "password.txt"
     path.write_text(hash_password(PASSWORD) + "\n")
     return path
 
 
-def start(procs, tmp_path, *args, **kwargs) -> Pancake:
-    p = Pancake(
-        "--camera",
-        "sim",
-        "--fps",
-        str(FPS),
-        *args,
-        log_path=str(tmp_path / f"pancake-{uuid.uuid4().hex}.log"),
-        **kwargs,
-    )
-    procs.append(p)
-    return p
+def start(pancake, tmp_path, *args, **kwargs) -> Pancake:
+    """pancake.py with the sim camera, its log in a file (the conftest fixture stops it)."""
+    log_path = str(tmp_path / f"pancake-{uuid.uuid4().hex}.log")
+    return pancake("--camera", "sim", "--fps", str(FPS), *args, log_path=log_path, **kwargs)
 
 
 def nofile_limit(soft: int, hard: int):
@@ -98,7 +82,7 @@ def session_cookie(p: Pancake, source=None) -> str:
 
 
 @pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
-def test_1100_idle_and_half_sent_connections_while_recording(tmp_path, procs):
+def test_1100_idle_and_half_sent_connections_while_recording(tmp_path, pancake):
     """The audit's attack, with the descriptor limit low enough that it really bites.
 
     pancake.py gets only 256 descriptors, so 1,100 connections would take them all
@@ -111,7 +95,7 @@ def test_1100_idle_and_half_sent_connections_while_recording(tmp_path, procs):
     rx = Receiver().start()
     try:
         p = start(
-            procs,
+            pancake,
             tmp_path,
             "--record-detection", "edge", str(rec),
             "--detect", "no-image", "--detect-interval", "0.1", "--customize", customize,
@@ -158,8 +142,8 @@ def test_1100_idle_and_half_sent_connections_while_recording(tmp_path, procs):
     assert len(log) < 50_000
 
 
-def test_pancake_raises_its_descriptor_limit(tmp_path, procs):
-    p = start(procs, tmp_path, preexec_fn=nofile_limit(512, 4096))
+def test_pancake_raises_its_descriptor_limit(tmp_path, pancake):
+    p = start(pancake, tmp_path, preexec_fn=nofile_limit(512, 4096))
     with open(f"/proc/{p.proc.pid}/limits") as f:
         line = next(line for line in f if line.startswith("Max open files"))
     assert line.split()[3:5] == ["4096", "4096"], line
@@ -191,7 +175,7 @@ def memory_cgroup(limit_bytes: int):
     return path
 
 
-def test_big_bodies_are_refused_and_pancake_fits_its_memory_limit(tmp_path, procs, password_file):
+def test_big_bodies_are_refused_and_pancake_fits_its_memory_limit(tmp_path, pancake, password_file):
     """Three 95 MB POSTs (the audit's) and a chunked one, under the unit's MemoryMax."""
     limit_mb = int(re.search(r"^MemoryMax=(\d+)M$", open(UNIT).read(), re.M).group(1))
     group = memory_cgroup(limit_mb * 1024 * 1024)
@@ -201,8 +185,9 @@ def test_big_bodies_are_refused_and_pancake_fits_its_memory_limit(tmp_path, proc
             with open(os.path.join(group, "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
 
+    p = None
     try:
-        p = start(procs, tmp_path, "--login", str(password_file), preexec_fn=enter_group)
+        p = start(pancake, tmp_path, "--login", str(password_file), preexec_fn=enter_group)
         assert request(p.port, "GET", "/login").status == 200
         before = rss_kib(p.proc.pid, "VmHWM")
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -223,21 +208,21 @@ def test_big_bodies_are_refused_and_pancake_fits_its_memory_limit(tmp_path, proc
         assert "Traceback" not in log
     finally:
         if group:
-            for proc in procs:
-                proc.stop()
+            if p is not None:
+                p.stop()  # the group can go once its process has
             os.rmdir(group)
 
 
 # --- password guessing --------------------------------------------------------------
 
 
-def test_300_concurrent_wrong_logins_never_stall_the_loop(tmp_path, procs, password_file):
+def test_300_concurrent_wrong_logins_never_stall_the_loop(tmp_path, pancake, password_file):
     """The watchdog keeps pinging and the live view keeps coming through a login flood."""
     notify = NotifyListener(str(tmp_path / "notify.sock"))
     notify.start()
     watchdog_usec = 2_000_000  # pings every second; systemd would act after 2 s
     p = start(
-        procs,
+        pancake,
         tmp_path,
         "--login",
         str(password_file),
@@ -288,8 +273,8 @@ def _guess_loop(port: int, source: str, until: float) -> list:
     return statuses
 
 
-def test_guesses_per_address_and_overall_and_the_owner_gets_in(tmp_path, procs, password_file):
-    p = start(procs, tmp_path, "--login", str(password_file))
+def test_guesses_per_address_and_overall_and_the_owner_gets_in(tmp_path, pancake, password_file):
+    p = start(pancake, tmp_path, "--login", str(password_file))
     duration = 4.0
     # one address, as fast as it can
     until = time.monotonic() + duration
@@ -320,12 +305,12 @@ def test_guesses_per_address_and_overall_and_the_owner_gets_in(tmp_path, procs, 
     assert owner_tries[-1] == 302 and len(owner_tries) <= 10, owner_tries
 
 
-def test_legacy_hash_file_warns_and_suggests_set_password(tmp_path, procs):
+def test_legacy_hash_file_warns_and_suggests_set_password(tmp_path, pancake):
     import hashlib
 
     path = tmp_path / "old.txt"
     path.write_text(hashlib.sha512(PASSWORD.encode()).hexdigest() + "\n")
-    p = start(procs, tmp_path, "--login", str(path))
+    p = start(pancake, tmp_path, "--login", str(path))
     session_cookie(p)
     log = p.stop()[1]
     assert re.search(r"WARNING .*SHA-512.*util/set_password\.py", log), log
@@ -334,8 +319,8 @@ def test_legacy_hash_file_warns_and_suggests_set_password(tmp_path, procs):
 # --- sessions ----------------------------------------------------------------------
 
 
-def test_logout_revokes_the_cookie_on_the_server(tmp_path, procs, password_file):
-    p = start(procs, tmp_path, "--login", str(password_file))
+def test_logout_revokes_the_cookie_on_the_server(tmp_path, pancake, password_file):
+    p = start(pancake, tmp_path, "--login", str(password_file))
     session = session_cookie(p)
     cookie = {"Cookie": f"{COOKIE}={session}"}
     assert request(p.port, "GET", "/", headers=cookie).status == 200
@@ -359,9 +344,9 @@ def test_logout_revokes_the_cookie_on_the_server(tmp_path, procs, password_file)
 
 
 def test_rewriting_the_password_file_ends_the_old_password_and_cookies(
-    tmp_path, procs, password_file
+    tmp_path, pancake, password_file
 ):
-    p = start(procs, tmp_path, "--login", str(password_file))
+    p = start(pancake, tmp_path, "--login", str(password_file))
     session = session_cookie(p)
     cookie = {"Cookie": f"{COOKIE}={session}"}
     assert len(read_frames(ws_url(p), 2, headers=cookie)) == 2
@@ -379,12 +364,14 @@ def test_rewriting_the_password_file_ends_the_old_password_and_cookies(
     assert login(p.port, "another good password", source="127.0.0.4").status == 302
 
 
-def test_secure_cookie_only_through_a_trusted_https_proxy(tmp_path, procs, password_file):
+def test_secure_cookie_only_through_a_trusted_https_proxy(tmp_path, pancake, password_file):
     https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.10"}
-    plain = start(procs, tmp_path, "--login", str(password_file))
+    plain = start(pancake, tmp_path, "--login", str(password_file))
     r = login(plain.port, PASSWORD, headers=https)
     assert r.status == 302 and "secure" not in r.cookie_line(COOKIE).lower()
-    proxied = start(procs, tmp_path, "--login", str(password_file), "--trusted-proxy", "127.0.0.1")
+    proxied = start(
+        pancake, tmp_path, "--login", str(password_file), "--trusted-proxy", "127.0.0.1"
+    )
     r = login(proxied.port, PASSWORD, headers=https)
     assert r.status == 302 and "secure" in r.cookie_line(COOKIE).lower()
     r = login(proxied.port, PASSWORD)  # the proxy's own plain HTTP
@@ -396,9 +383,9 @@ def test_secure_cookie_only_through_a_trusted_https_proxy(tmp_path, procs, passw
 # --- DNS rebinding -----------------------------------------------------------------
 
 
-def test_rebound_host_names_get_no_page_and_no_frames(tmp_path, procs):
+def test_rebound_host_names_get_no_page_and_no_frames(tmp_path, pancake):
     """Without --login, the audit's rebinding page got live frames."""
-    p = start(procs, tmp_path, "--allow-host", "cam.example.org")
+    p = start(pancake, tmp_path, "--allow-host", "cam.example.org")
     evil = {"Host": f"attacker.example:{p.port}", "Origin": f"http://attacker.example:{p.port}"}
     for path in ("/", "/login", "/static/live.js", "/websocket"):
         assert request(p.port, "GET", path, headers=evil).status == 403, path
@@ -431,8 +418,8 @@ def test_bad_flags_are_one_line(tmp_path):
 # --- odd requests ---------------------------------------------------------------------
 
 
-def test_odd_paths_are_404_without_a_traceback_and_no_server_header(tmp_path, procs):
-    p = start(procs, tmp_path)
+def test_odd_paths_are_404_without_a_traceback_and_no_server_header(tmp_path, pancake):
+    p = start(pancake, tmp_path)
     r = request(p.port, "GET", "/static/live.js%00.css")
     assert r.status == 404
     for path in ("/", "/static/live.js", "/nowhere"):
