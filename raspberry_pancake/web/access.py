@@ -129,7 +129,7 @@ class Auth:
     async def identify(
         self, handler: tornado.web.RequestHandler, allow_basic: bool = False
     ) -> Optional[str]:
-        """ "viewer" when the request may watch, else None; raises TooManyGuesses (429)."""
+        """Who is asking: "viewer" if they may watch, None if not; may raise TooManyGuesses."""
         if self.is_authenticated(handler):
             return "viewer"
         if not allow_basic:
