@@ -60,14 +60,13 @@ def frame_number(message: bytes) -> int:
 
 class LiveViewTestCase(tornado.testing.AsyncHTTPTestCase):
     max_stream_fps = 1000.0
-    password = None
     camera_fps = 0
 
     def get_app(self):
         self.broadcaster = FrameBroadcaster()
         self.broadcaster.attach(self.io_loop)
         self.capture = FakeCapture(self.broadcaster, self.camera_fps)
-        return webapp.make_app(self.broadcaster, self.password, max_stream_fps=self.max_stream_fps)
+        return webapp.make_app(self.broadcaster, max_stream_fps=self.max_stream_fps)
 
     def setUp(self):
         super().setUp()
