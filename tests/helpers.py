@@ -276,6 +276,8 @@ def scripted_customize(tmp_path, windows, name: str = "scripted.py", rgb_size=No
 def changes(log_path) -> List[Tuple[float, bool]]:
     """(time, state) of every change a ``scripted_customize`` detector made."""
     out = []
+    if not log_path.exists():
+        return out  # detect() has not run yet (the process may still be starting)
     for line in log_path.read_text().splitlines():
         when, state = line.split()
         out.append((float(when), state == "True"))
