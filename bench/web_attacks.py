@@ -40,11 +40,13 @@ from tests.adversarial.attackers import (  # noqa: E402
     NotifyListener,
     SlowLoris,
     Watcher,
+    guess_until,
     login,
     read_frames,
     request,
     rss_kib,
     send_big_body,
+    status_of,
 )
 from tests.helpers import Receiver, free_port, scripted_customize, wait_for_port  # noqa: E402
 
@@ -162,13 +164,6 @@ def bodies(root, workdir):
     }
 
 
-def _status(call, *args, **kwargs):
-    try:
-        return call(*args, **kwargs).status
-    except Exception:
-        return "closed"
-
-
 def login_flood(root, workdir, rounds=3):
     """Loop stalls during 300 wrong logins, against the same server's quiet seconds.
 
@@ -199,7 +194,9 @@ def login_flood(root, workdir, rounds=3):
         sources = [f"127.0.{r}.{2 + i % 30}" for i in range(300)]
         start = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(300) as pool:
-            statuses += pool.map(lambda s: _status(login, server.port, "wrong", source=s), sources)
+            statuses += pool.map(
+                lambda s: status_of(login, server.port, "wrong", source=s), sources
+            )
         end = time.monotonic()
         flood.append(notify.longest_gap(start, end) - 0.05)
         live.append(watcher.longest_gap(start, end))
@@ -219,19 +216,14 @@ def login_flood(root, workdir, rounds=3):
     }
 
 
-def _guess(port, source, until):
-    out = []
-    while time.monotonic() < until:
-        out.append(_status(login, port, "wrong", source=source))
-    return out
-
-
 def guessing(root, workdir, duration=4.0):
     server = Server(root, workdir, "--login", password_file(workdir))
-    alone = _guess(server.port, "127.0.0.2", time.monotonic() + duration)
+    alone = guess_until(server.port, "127.0.0.2", time.monotonic() + duration)
     until = time.monotonic() + duration
     with concurrent.futures.ThreadPoolExecutor(40) as pool:
-        many = list(pool.map(lambda i: _guess(server.port, f"127.0.1.{i}", until), range(1, 41)))
+        many = list(
+            pool.map(lambda i: guess_until(server.port, f"127.0.1.{i}", until), range(1, 41))
+        )
     server.stop()
     return {
         "one address: checks/s": round(alone.count(403) / duration, 1),

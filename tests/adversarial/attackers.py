@@ -94,6 +94,22 @@ def login(
     return request(port, "POST", "/login", headers=post_headers, body=body, source=source)
 
 
+def status_of(call, *args, **kwargs):
+    """The status a request got, or "closed" when the server closed the connection."""
+    try:
+        return call(*args, **kwargs).status
+    except (OSError, http.client.HTTPException):
+        return "closed"
+
+
+def guess_until(port: int, source: str, until: float) -> list:
+    """Wrong passwords from ``source``, one after the other until ``until``; their statuses."""
+    statuses = []
+    while time.monotonic() < until:
+        statuses.append(status_of(login, port, "not the password", source=source))
+    return statuses
+
+
 def read_frames(url: str, count: int, headers: Optional[dict] = None, timeout: float = 30.0):
     """Open the live view and ask for ``count`` frames; returns them (raises if refused)."""
     import tornado.httpclient

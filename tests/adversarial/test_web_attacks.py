@@ -10,7 +10,6 @@ assertions are about behaviour, with wide margins for a shared machine.
 from __future__ import annotations
 
 import concurrent.futures
-import http.client
 import os
 import re
 import resource
@@ -28,11 +27,13 @@ from tests.adversarial.attackers import (
     NotifyListener,
     SlowLoris,
     Watcher,
+    guess_until,
     login,
     read_frames,
     request,
     rss_kib,
     send_big_body,
+    status_of,
 )
 from tests.helpers import (
     ROOT,
@@ -236,7 +237,7 @@ def test_300_concurrent_wrong_logins_never_stall_the_loop(tmp_path, pancake, pas
     flood_start = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(300) as pool:
         statuses = list(
-            pool.map(lambda s: _status(login, p.port, "wrong guess", source=s), sources)
+            pool.map(lambda s: status_of(login, p.port, "wrong guess", source=s), sources)
         )
     flood_end = time.monotonic()
     time.sleep(1)
@@ -258,27 +259,12 @@ def test_300_concurrent_wrong_logins_never_stall_the_loop(tmp_path, pancake, pas
     assert watcher.error is None, watcher.error
 
 
-def _status(call, *args, **kwargs):
-    """The status of a request, or "closed" when the server closed the connection."""
-    try:
-        return call(*args, **kwargs).status
-    except (OSError, http.client.HTTPException):
-        return "closed"
-
-
-def _guess_loop(port: int, source: str, until: float) -> list:
-    statuses = []
-    while time.monotonic() < until:
-        statuses.append(login(port, "not the password", source=source).status)
-    return statuses
-
-
 def test_guesses_per_address_and_overall_and_the_owner_gets_in(tmp_path, pancake, password_file):
     p = start(pancake, tmp_path, "--login", str(password_file))
     duration = 4.0
     # one address, as fast as it can
     until = time.monotonic() + duration
-    alone = _guess_loop(p.port, "127.0.0.2", until)
+    alone = guess_until(p.port, "127.0.0.2", until)
     checked = alone.count(403)
     print(f"one address: {len(alone)} tries, {checked} checked in {duration} s")
     assert checked <= duration + 1 and alone.count(429) > 0
@@ -286,7 +272,7 @@ def test_guesses_per_address_and_overall_and_the_owner_gets_in(tmp_path, pancake
     sources = [f"127.0.1.{i}" for i in range(1, 41)]
     until = time.monotonic() + duration
     with concurrent.futures.ThreadPoolExecutor(len(sources) + 1) as pool:
-        futures = [pool.submit(_guess_loop, p.port, s, until) for s in sources]
+        futures = [pool.submit(guess_until, p.port, s, until) for s in sources]
         time.sleep(1)  # the attack is under way
         owner_tries = []
         deadline = time.monotonic() + 30
