@@ -8,7 +8,7 @@ import threading
 from collections import deque
 from typing import Deque, Optional
 
-from .messages import Message, abstract_address
+from .messages import Message, socket_address
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,10 @@ RETRY_INTERVAL = 0.5
 
 
 class Emitter:
-    """JSON datagrams to the abstract AF_UNIX name ``"\\0" + name``, on a thread of its own.
+    """JSON datagrams to the post-processor's socket, on a thread of its own.
+
+    ``name`` is an abstract name (``ppp``) or a socket file's path (any name with a
+    slash), as ``messages.socket_address`` reads it.
 
     ``send`` is called on the disk writer's and the detection thread and never
     blocks: the message joins a bounded queue (when full, the oldest is dropped and
@@ -35,7 +38,7 @@ class Emitter:
         retry_interval: float = RETRY_INTERVAL,
     ):
         self.name = name
-        self.address = abstract_address(name)
+        self.address = socket_address(name)
         self.queue_size = queue_size
         self.retry_interval = retry_interval
         # guards _queue and _closing

@@ -54,8 +54,28 @@ class ConversionError(PancakeError, RuntimeError):
     """An h264 file could not be turned into an mp4."""
 
 
+class NoSpaceError(ConversionError):
+    """The mp4 directory is full: the conversion waits for space instead of failing."""
+
+    def __init__(self, message: str, needed: int):
+        super().__init__(message)
+        #: Bytes the conversion needs free before it is worth trying again.
+        self.needed = needed
+
+
 class UploadError(PancakeError, OSError):
     """A transfer to one destination failed; the file stays queued."""
+
+    def __init__(self, message: str, reachable: bool = False):
+        super().__init__(message)
+        #: True when the server answered (connected, logged in) and refused this file:
+        #: the failure counts against the file. False when the server could not be
+        #: reached, which says nothing about the file.
+        self.reachable = reachable
+
+
+class StateFullError(PancakeError, OSError):
+    """The state file could not be written because its file system is full."""
 
 
 class NotifyError(PancakeError, OSError):

@@ -15,25 +15,39 @@ import sqlite3
 from typing import List, Optional, Sequence
 
 from ..exc import ConfigError
+from ..messages import has_control_character, is_path_address
 from ..sdnotify import Notifier
 from ..terminal import ArgumentParser, configure_logging, positive_float, positive_int
-from . import convert
+from . import convert, secrets
 from .daemon import Daemon, Settings
 from .notify import DEFAULT_API_URL, TelegramTarget
+from .recordings import RecordingRules
 from .upload import Destination, FtpDestination, ScpDestination
+from .workers import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="postproc.py", description="Post-process what pancake.py records.")
-    p.add_argument("socket_name", help="address of unix domain socket, in abstract namespace")
+    p.add_argument(
+        "socket_name",
+        help="address of unix domain socket, in abstract namespace; a name with a slash"
+        " is a socket file instead, in a directory only this user may enter",
+    )
     p.add_argument(
         "--convert",
         nargs=2,
         metavar=("mp4_dir", "fps"),
         required=True,
         help="convert h264 files into mp4_dir, at framerate fps",
+    )
+    p.add_argument(
+        "--h264-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="take recordings only from DIR, where pancake.py records (may be repeated)",
     )
     p.add_argument(
         "--converter",
@@ -73,16 +87,33 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar=("host", "port", "user", "password", "remote_dir"),
-        help="require ncftpput",
+        help="require ncftpput; password may be file:PATH or credential:NAME",
     )
     p.add_argument("--upload-queue-size", type=positive_int, default=8, metavar="8")
+    p.add_argument(
+        "--upload-attempts",
+        type=positive_int,
+        default=RetryPolicy.attempts,
+        metavar="N",
+        help="give a file up after N failed uploads while others went through"
+        f" (default: {RetryPolicy.attempts})",
+    )
+    p.add_argument(
+        "--upload-retry",
+        type=positive_float,
+        default=RetryPolicy.first_delay,
+        metavar="SECONDS",
+        help="first wait before retrying a failed upload; doubles each time"
+        f" (default: {RetryPolicy.first_delay:.0f})",
+    )
     p.add_argument(
         "--notify-telegram",
         nargs=2,
         action="append",
         default=[],
         metavar=("bot_token", "chat_id"),
-        help="use Telegram Bot API to notify chat_id of detection status",
+        help="use Telegram Bot API to notify chat_id of detection status;"
+        " bot_token may be file:PATH or credential:NAME",
     )
     p.add_argument("--notify-queue-size", type=positive_int, default=8, metavar="8")
     p.add_argument(
@@ -129,14 +160,27 @@ def _existing_dir(flag: str, path: str) -> str:
 
 
 def default_state_path(socket_name: str, environ=None) -> str:
-    """Per socket name, outside mp4_dir (cleanup scripts prune that one)."""
+    """Per socket name, outside mp4_dir (cleanup scripts prune that one).
+
+    A socket path counts by its last component, so ``ppp`` and
+    ``/run/raspberry-pancake/ppp`` share the state file ``postproc-ppp.sqlite``.
+    """
     env = os.environ if environ is None else environ
     base = env.get("STATE_DIRECTORY", "").split(":")[0]
     if not base:
         xdg = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
         base = os.path.join(xdg, "raspberry-pancake")
+    if is_path_address(socket_name):
+        socket_name = os.path.basename(socket_name)
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", socket_name)
     return os.path.join(base, f"postproc-{safe}.sqlite")
+
+
+def _plain(flag: str, what: str, text: str) -> str:
+    """``text`` unless it holds a control character (a CR or LF would end an FTP command)."""
+    if has_control_character(text):
+        raise ConfigError(f"{flag}: {what} {text!r} contains a control character")
+    return text
 
 
 def _destinations(args) -> List[Destination]:
@@ -144,14 +188,18 @@ def _destinations(args) -> List[Destination]:
     if args.ssh_config is not None and not os.path.isfile(args.ssh_config):
         raise ConfigError(f"--ssh-config: file {args.ssh_config!r} does not exist")
     for user_host, port, remote_dir in args.upload_scp:
-        if not user_host or user_host.startswith("-"):
+        if not user_host or user_host.startswith("-") or has_control_character(user_host):
             raise ConfigError(f"--upload-scp: {user_host!r} is not user@host")
+        _plain("--upload-scp", "remote_dir", remote_dir)
         found.append(
             ScpDestination(user_host, _port("--upload-scp", port), remote_dir, args.ssh_config)
         )
     for host, port, user, password, remote_dir in args.upload_ftp:
-        if not host or host.startswith("-"):
+        if not host or host.startswith("-") or has_control_character(host):
             raise ConfigError(f"--upload-ftp: {host!r} is not a host name")
+        _plain("--upload-ftp", "user", user)
+        _plain("--upload-ftp", "remote_dir", remote_dir)
+        password = secrets.resolve("--upload-ftp password", password)
         found.append(FtpDestination(host, _port("--upload-ftp", port), user, password, remote_dir))
     keys = [d.key for d in found]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
@@ -164,6 +212,9 @@ def settings_from_args(args) -> Settings:
     """Check the parsed flags together; raise ``ConfigError`` for the first mistake."""
     if not args.socket_name:
         raise ConfigError("socket_name must not be empty")
+    if is_path_address(args.socket_name) and args.socket_name.endswith("/"):
+        raise ConfigError(f"socket_name {args.socket_name!r} names a directory, not a socket")
+    rules = RecordingRules(args.h264_dir)
     mp4_dir, fps_text = args.convert
     _existing_dir("--convert", mp4_dir)
     if not os.access(mp4_dir, os.W_OK | os.X_OK):
@@ -193,6 +244,8 @@ def settings_from_args(args) -> Settings:
     for token, chat_id in args.notify_telegram:
         if not token or not chat_id:
             raise ConfigError("--notify-telegram: bot_token and chat_id must not be empty")
+        token = secrets.resolve("--notify-telegram bot_token", token)
+        _plain("--notify-telegram", "chat_id", chat_id)
         targets.append(TelegramTarget(token, chat_id, args.telegram_api_url))
     if args.state:
         state_path = args.state
@@ -217,8 +270,10 @@ def settings_from_args(args) -> Settings:
         upload_minutes=minutes,
         destinations=destinations,
         upload_queue_size=args.upload_queue_size,
+        upload_retry=RetryPolicy(attempts=args.upload_attempts, first_delay=args.upload_retry),
         targets=targets,
         notify_queue_size=args.notify_queue_size,
+        rules=rules,
     )
 
 

@@ -4,18 +4,26 @@ Every converter writes exactly the input's frames with a duration of frames/fps,
 into a hidden temporary name in ``mp4_dir``; only a complete, synced file is
 renamed to its final name, so a crash never leaves a truncated mp4 where the
 uploader or the user would take it.
+
+The input is read through a descriptor opened without following links, so what
+is converted is the file that was checked. A conversion that fails while the mp4
+directory lacks room for its output raises ``NoSpaceError``: it is not the
+recording's fault, and the conversion waits for space instead of being dropped.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import stat
 import threading
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import List, Optional
 
-from ..exc import ConfigError, ConversionError, StoppedError
+from ..exc import ConfigError, ConversionError, NoSpaceError, StoppedError
 from . import runner
 
 logger = logging.getLogger(__name__)
@@ -35,39 +43,68 @@ def _rate_text(rate: Fraction) -> str:
 #: Remuxing is disk-bound; timeouts allow a slow SD card (2 MB/s) plus a fixed margin.
 CONVERSION_BYTES_PER_SECOND = 2e6
 
+#: Room an mp4 needs beyond its h264's size (container overhead, with a margin).
+SPACE_MARGIN = 1 << 20
+
+
+@dataclass(frozen=True)
+class Source:
+    """An h264 file open for reading: its path (for names and logs) and descriptor."""
+
+    path: str
+    fd: int
+    size: int
+
+    @property
+    def by_fd(self) -> str:
+        """A name that opens this very file, here or in a child given ``fd``: no lookup
+        of ``path`` happens again."""
+        return f"/dev/fd/{self.fd}"
+
 
 class Converter:
-    """Base: turn ``src`` into a complete mp4 at ``dst``. Called from the convert thread."""
+    """Base: turn ``source`` into a complete mp4 at ``dst``. Called from the convert thread."""
 
     name = ""
 
-    def convert(self, src: str, dst: str, rate: Fraction, stop: threading.Event) -> None:
+    def convert(self, source: Source, dst: str, rate: Fraction, stop: threading.Event) -> None:
         raise NotImplementedError
 
 
 class ExternalConverter(Converter):
-    """A converter that is one external command."""
+    """A converter that is one external command, reading the source by descriptor."""
 
     program = ""
 
     def command(self, src: str, dst: str, rate: Fraction) -> List[str]:
         raise NotImplementedError
 
-    def convert(self, src: str, dst: str, rate: Fraction, stop: threading.Event) -> None:
+    def input_of(self, source: Source) -> str:
+        return source.by_fd
+
+    def convert(self, source: Source, dst: str, rate: Fraction, stop: threading.Event) -> None:
         result = runner.run(
-            self.command(src, dst, rate),
-            runner.size_timeout(src, CONVERSION_BYTES_PER_SECOND),
+            self.command(self.input_of(source), dst, rate),
+            runner.size_timeout(source.size, CONVERSION_BYTES_PER_SECOND),
             stop,
+            pass_fds=(source.fd,),
         )
         if not result.ok:
             raise ConversionError(f"{self.program} failed: {result.reason()}")
 
 
 class Mp4BoxConverter(ExternalConverter):
-    """GPAC's MP4Box, as the original project used; sets the rate on import."""
+    """GPAC's MP4Box, as the original project used; sets the rate on import.
+
+    MP4Box picks the importer by the file name's extension, so it gets the checked
+    path rather than ``/dev/fd/N``.
+    """
 
     name = "mp4box"
     program = "MP4Box"
+
+    def input_of(self, source: Source) -> str:
+        return source.path
 
     def command(self, src: str, dst: str, rate: Fraction) -> List[str]:
         return [self.program, "-quiet", "-add", f"{src}:fps={_rate_text(rate)}", "-new", dst]
@@ -122,20 +159,20 @@ class BuiltinConverter(Converter):
 
     name = "builtin"
 
-    def convert(self, src: str, dst: str, rate: Fraction, stop: threading.Event) -> None:
+    def convert(self, source: Source, dst: str, rate: Fraction, stop: threading.Event) -> None:
         import av  # imported here so that choosing another converter never needs PyAV
 
         time_base = 1 / rate
         try:
-            with av.open(src, format="h264") as source:
-                if not source.streams.video:
+            with av.open(source.by_fd, format="h264") as container:
+                if not container.streams.video:
                     raise ConversionError("no video stream")
-                in_stream = source.streams.video[0]
+                in_stream = container.streams.video[0]
                 with av.open(dst, "w", format="mp4") as sink:
                     out_stream = _copy_stream(sink, in_stream)
                     out_stream.time_base = time_base
                     frames = 0
-                    for packet in source.demux(in_stream):
+                    for packet in container.demux(in_stream):
                         if packet.size == 0:
                             continue
                         if stop.is_set():
@@ -149,6 +186,8 @@ class BuiltinConverter(Converter):
                     if frames == 0:
                         raise ConversionError("no frames in the h264 file")
         except (av.error.FFmpegError, OSError) as e:
+            if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpaceError(f"PyAV: {e}", 0) from None
             raise ConversionError(f"PyAV: {e}") from None
 
 
@@ -201,33 +240,84 @@ def temporary_path(final: str) -> str:
     return os.path.join(head, f".{tail[:-4]}.partial.mp4")
 
 
+def open_source(path: str) -> Source:
+    """Open ``path`` for conversion: a regular file, not through a final symbolic link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        raise ConversionError(f"cannot open {path}: {e.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ConversionError(f"{path} is not a regular file")
+    return Source(path, fd, st.st_size)
+
+
 def convert_file(
     converter: Converter,
     h264: str,
     mp4_dir: str,
     rate: Fraction,
     stop: Optional[threading.Event] = None,
+    fd: Optional[int] = None,
 ) -> str:
-    """Convert ``h264`` into ``mp4_dir``; return the final mp4 path.
+    """Convert ``h264`` (read through ``fd`` when given) into ``mp4_dir``; return the mp4.
 
-    Called from the convert thread. Raises ``ConversionError``; never leaves a
-    partial file under the final name.
+    Called from the convert thread. Raises ``ConversionError``, or ``NoSpaceError``
+    when ``mp4_dir`` is too full; never leaves a partial file under the final name.
+    The caller keeps ownership of ``fd``.
     """
     stop = stop or threading.Event()
+    if fd is None:
+        source = open_source(h264)
+    else:
+        source = Source(h264, fd, os.fstat(fd).st_size)
     final = os.path.join(mp4_dir, mp4_name(h264))
     tmp = temporary_path(final)
-    _remove_quietly(tmp)
     try:
-        converter.convert(h264, tmp, rate, stop)
-        if not os.path.isfile(tmp) or os.path.getsize(tmp) == 0:
-            raise ConversionError(f"{converter.name} wrote no output")
-        _fsync_path(tmp)
-        os.replace(tmp, final)
-        _fsync_path(mp4_dir)
-    except BaseException:
         _remove_quietly(tmp)
-        raise
+        try:
+            converter.convert(source, tmp, rate, stop)
+            if not os.path.isfile(tmp) or os.path.getsize(tmp) == 0:
+                raise ConversionError(f"{converter.name} wrote no output")
+            _fsync_path(tmp)
+            os.replace(tmp, final)
+            _fsync_path(mp4_dir)
+        except BaseException as e:
+            _remove_quietly(tmp)
+            if isinstance(e, OSError) and e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise ConversionError(f"writing {tmp}: {e.strerror}") from None
+            if isinstance(e, (ConversionError, OSError)):
+                _raise_if_short_of_space(e, mp4_dir, source.size)
+            raise
+    finally:
+        if fd is None:
+            os.close(source.fd)
     return final
+
+
+def _raise_if_short_of_space(error: BaseException, mp4_dir: str, size: int) -> None:
+    """Turn a failure into ``NoSpaceError`` when ``mp4_dir`` lacks room for the output.
+
+    Converters say "disk full" in different ways (an errno, a line on stderr, a bare
+    exit code); the free space itself is the one sign they all share.
+    """
+    needed = size + SPACE_MARGIN
+    try:
+        free = free_bytes(mp4_dir)
+    except OSError:
+        return
+    full = isinstance(error, OSError) or isinstance(error, NoSpaceError)
+    if full or free < needed:
+        raise NoSpaceError(
+            f"{mp4_dir} has {free} bytes free, {needed} needed ({error})", needed
+        ) from None
+
+
+def free_bytes(path: str) -> int:
+    """Bytes postproc's user may still write on the file system holding ``path``."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
 
 
 def _fsync_path(path: str) -> None:

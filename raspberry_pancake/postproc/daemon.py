@@ -3,6 +3,12 @@
 The main thread owns the socket, the minute schedule and the watchdog; the work
 itself runs on the worker threads, which it wakes. SIGTERM and SIGINT end the loop
 through a wake-up socket, so the stop is immediate and the exit code is 0.
+
+Nothing the kernel accepted is lost: at a stop the socket first refuses new
+datagrams (pancake keeps those and sends them to the next post-processor), then
+everything already queued is read and stored, and only then do the workers get
+their grace period. A datagram that cannot be stored because the state disk is
+full waits in memory, and no more are read (they wait in pancake) until it is.
 """
 
 from __future__ import annotations
@@ -14,24 +20,31 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import List, Optional
+from typing import Deque, List, Optional
 
+from ..exc import StateFullError
 from ..messages import Message
 from ..sdnotify import Notifier
 from . import convert
 from .notify import TelegramTarget, detection_text
 from .receiver import Receiver
+from .recordings import RecordingRules, RejectedPath
 from .schedule import ConversionCounter, MinuteSchedule
 from .state import StateStore
 from .upload import Destination
-from .workers import ConvertWorker, NotifyWorker, UploadWorker
+from .workers import ConvertWorker, NotifyWorker, RetryPolicy, UploadWorker
 
 logger = logging.getLogger(__name__)
 
 #: Seconds the workers get to finish their current step at shutdown.
 STOP_GRACE = 10.0
+#: Seconds between tries to store a message while the state disk is full.
+STORE_RETRY = 1.0
+#: Seconds between checks of the state file's reserve for a full disk.
+RESERVE_CHECK = 60.0
 
 
 @dataclass
@@ -47,8 +60,10 @@ class Settings:
     upload_minutes: List[int] = field(default_factory=list)
     destinations: List[Destination] = field(default_factory=list)
     upload_queue_size: int = 8
+    upload_retry: RetryPolicy = field(default_factory=RetryPolicy)
     targets: List[TelegramTarget] = field(default_factory=list)
     notify_queue_size: int = 8
+    rules: RecordingRules = field(default_factory=RecordingRules)
 
 
 class Daemon:
@@ -64,9 +79,11 @@ class Daemon:
         except BaseException:
             self.receiver.close()
             raise
+        self.rules = settings.rules
         self.schedule = MinuteSchedule(settings.upload_minutes, dt.datetime.now())
         self.uploaders = [
-            UploadWorker(i, self.store, d, self.stop) for i, d in enumerate(settings.destinations)
+            UploadWorker(i, self.store, d, self.stop, settings.upload_retry)
+            for i, d in enumerate(settings.destinations)
         ]
         self.notifiers = [
             NotifyWorker(i, self.store, t, self.stop) for i, t in enumerate(settings.targets)
@@ -76,6 +93,7 @@ class Daemon:
             settings.converter,
             settings.mp4_dir,
             settings.rate,
+            self.rules,
             [d.key for d in settings.destinations],
             settings.upload_queue_size,
             [t.key for t in settings.targets],
@@ -86,6 +104,8 @@ class Daemon:
             stop=self.stop,
         )
         self._signalled: Optional[int] = None
+        #: Messages read but not stored yet because the state disk is full (main thread).
+        self._unstored: Deque[Message] = deque()
 
     # -- called from any thread --------------------------------------------------
 
@@ -100,9 +120,19 @@ class Daemon:
     # -- main thread ------------------------------------------------------------
 
     def dispatch(self, message: Message) -> None:
-        """Queue the work a message asks for (the original project's three cases)."""
+        """Store the work a message asks for (the original project's three cases).
+
+        Raises ``StateFullError`` when it cannot be stored; the message is then kept.
+        """
         if message.h264 is not None:
-            self.store.add_conversion(message.h264, message.detection)
+            try:
+                identity = self.rules.check(message.h264)
+            except RejectedPath as e:
+                logger.warning("dropped a message: %s", e)
+                return
+            if self.store.add_conversion(message.h264, message.detection, identity) is None:
+                logger.debug("ignored a repeated message for %s", message.h264)
+                return
             if message.detection is None:
                 logger.info("accepted %s", message.h264)
             else:
@@ -139,11 +169,20 @@ class Daemon:
         selector.register(wake_r, selectors.EVENT_READ, "wake")
         try:
             self._start_workers()
-            self.notifier.ready(f"listening on @{self.settings.socket_name}")
-            logger.info("post-processor ready on @%s", self.settings.socket_name)
+            where = self.receiver.description
+            self.notifier.ready(f"listening on {where}")
+            logger.info("post-processor ready on %s", where)
+            if self.receiver.path is None:
+                logger.warning(
+                    "%s is an abstract socket name: any local user can take it before"
+                    " postproc starts; a socket path (such as /run/raspberry-pancake/ppp)"
+                    " is private",
+                    where,
+                )
             self._loop(selector, wake_r)
             logger.info("stopping on %s", signal.Signals(self._signalled).name)
             self.notifier.stopping()
+            self._close_socket()
         finally:
             self.stop.set()
             signal.set_wakeup_fd(old_fd)
@@ -152,8 +191,8 @@ class Daemon:
             selector.close()
             wake_r.close()
             wake_w.close()
-            self._join_workers()
             self.receiver.close()
+            self._join_workers()
             self.store.close()
             self.notifier.close()
         return 0
@@ -195,6 +234,8 @@ class Daemon:
     def _loop(self, selector, wake_r) -> None:
         interval = self.notifier.watchdog_interval
         next_ping = time.monotonic()
+        next_reserve_check = time.monotonic() + RESERVE_CHECK
+        reading = True
         while self._signalled is None:
             now = time.monotonic()
             if interval and now >= next_ping:
@@ -203,9 +244,22 @@ class Daemon:
                 else:
                     logger.error("a worker thread died; withholding the watchdog ping")
                 next_ping = now + interval
+            if now >= next_reserve_check:
+                self.store.keep_reserve()
+                next_reserve_check = now + RESERVE_CHECK
             if self.schedule.due(dt.datetime.now()):
                 self.trigger_uploads("minute schedule")
-            timeout = 1.0
+            if self._unstored:
+                self._store_unstored()
+            # While a message waits to be stored, the socket is left unread: what
+            # comes meanwhile waits in the kernel's queue and then in pancake's.
+            if reading == bool(self._unstored):
+                reading = not self._unstored
+                if reading:
+                    selector.register(self.receiver.sock, selectors.EVENT_READ, "socket")
+                else:
+                    selector.unregister(self.receiver.sock)
+            timeout = STORE_RETRY
             if interval:
                 timeout = min(timeout, max(0.0, next_ping - time.monotonic()))
             until_minute = self.schedule.seconds_until_due(dt.datetime.now())
@@ -218,7 +272,8 @@ class Daemon:
                     self._receive_all()
 
     def _receive_all(self) -> None:
-        while True:
+        """Read and store datagrams until none waits, or one cannot be stored."""
+        while not self._unstored:
             try:
                 message = self.receiver.receive()
             except (BlockingIOError, InterruptedError):
@@ -226,11 +281,70 @@ class Daemon:
             except OSError as e:
                 logger.error("receiving failed: %s", e)
                 return
+            except Exception as e:  # noqa: BLE001 - one datagram must never end postproc
+                logger.error("dropped a datagram: %s: %s", type(e).__name__, e)
+                continue
             if message is not None:
-                try:
-                    self.dispatch(message)
-                except Exception:
-                    logger.exception("could not queue %s", message)
+                self._store(message)
+
+    def _store(self, message: Message) -> None:
+        try:
+            self.dispatch(message)
+        except StateFullError as e:
+            if not self._unstored:
+                logger.warning(
+                    "%s: %s waits in memory, and new messages wait in pancake, until it"
+                    " can be stored",
+                    e,
+                    message.encode().decode(),
+                )
+            self._unstored.append(message)
+        except Exception as e:  # noqa: BLE001 - one message must never end postproc
+            logger.error("could not queue %s: %s: %s", message, type(e).__name__, e)
+
+    def _store_unstored(self) -> None:
+        while self._unstored:
+            message = self._unstored.popleft()
+            try:
+                self.dispatch(message)
+            except StateFullError:
+                self._unstored.appendleft(message)
+                return
+            except Exception as e:  # noqa: BLE001 - one message must never end postproc
+                logger.error("could not queue %s: %s: %s", message, type(e).__name__, e)
+        logger.info("the state file takes writes again: waiting messages are stored")
+
+    def _close_socket(self) -> None:
+        """Refuse new datagrams, store every one the kernel already took, then close."""
+        self.receiver.stop_receiving()
+        queued = []
+        while True:
+            try:
+                message = self.receiver.receive()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:
+                logger.error("receiving failed: %s", e)
+                break
+            except Exception as e:  # noqa: BLE001 - one datagram must never end postproc
+                logger.error("dropped a datagram: %s: %s", type(e).__name__, e)
+                continue
+            if message is not None:
+                queued.append(message)
+        if queued:
+            logger.info("storing %s message(s) received before the stop", len(queued))
+        if self._unstored:
+            self._store_unstored()
+        for message in queued:
+            if self._unstored:
+                self._unstored.append(message)  # keeps the order
+            else:
+                self._store(message)
+        for message in self._unstored:
+            logger.error(
+                "lost %s: the state disk is still full at the stop", message.encode().decode()
+            )
+        self.receiver.close()
 
 
 def _drain(sock: socket.socket) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import os
 import signal
 import subprocess
 import threading
@@ -41,17 +40,13 @@ def _die_with_parent():
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def size_timeout(path: str, bytes_per_second: float) -> float:
-    """Seconds to allow a program that streams ``path`` at no less than ``bytes_per_second``.
+def size_timeout(size: int, bytes_per_second: float) -> float:
+    """Seconds to allow a program that streams ``size`` bytes at no less than ``bytes_per_second``.
 
-    A fixed two minutes plus the file's size at that rate, so a big file on a slow
-    device still finishes while a hung program is still killed in the end.
+    A fixed two minutes plus the size at that rate, so a big file on a slow device
+    still finishes while a hung program is still killed in the end.
     """
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        size = 0
-    return 120.0 + size / bytes_per_second
+    return 120.0 + max(size, 0) / bytes_per_second
 
 
 class Result:
@@ -75,11 +70,14 @@ def run(
     timeout: float,
     stop: Optional[threading.Event] = None,
     env: Optional[dict] = None,
+    pass_fds: Sequence[int] = (),
 ) -> Result:
     """Run ``argv`` to completion; raise ``StoppedError`` if ``stop`` is set meanwhile.
 
-    Called from worker threads only. A program that outlives ``timeout`` seconds is
-    killed and reported with exit code -9 and a "timed out" reason.
+    Called from worker threads only. ``pass_fds`` are inherited under the same
+    numbers (``/dev/fd/N`` names them for the program). A program that outlives
+    ``timeout`` seconds is killed and reported with exit code -9 and a "timed out"
+    reason.
     """
     proc = subprocess.Popen(
         list(argv),
@@ -87,6 +85,7 @@ def run(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=env,
+        pass_fds=tuple(pass_fds),
         preexec_fn=_die_with_parent,
     )
     stderr_chunks = []

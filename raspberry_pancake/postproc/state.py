@@ -4,17 +4,27 @@ Every state change is its own committed transaction, so a ``kill -9`` at any mom
 leaves either the old or the new state. Work items are removed only after they are
 done; a repeated item after a crash is harmless because every step is idempotent
 (a conversion rewrites the same mp4 name, an upload overwrites the same remote name).
+
+A full disk must not cost accepted work. On a Pi the state file usually shares the
+SD card with the recordings, which fill it. So the file keeps a reserve of free
+pages inside itself (written once, then left free), and the rollback journal is
+kept between transactions (``journal_mode=PERSIST``) instead of being created and
+deleted each time: on a full file system, new rows go into space the file already
+owns. Only when the reserve is used up does a write fail, as ``StateFullError``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..exc import StateFullError
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +34,12 @@ CREATE TABLE IF NOT EXISTS conversions (
     h264 TEXT NOT NULL,
     detection INTEGER,              -- NULL: plain recording; 0/1: an edge clip
     accepted REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS accepted (
+    h264 TEXT NOT NULL,
+    identity TEXT NOT NULL,         -- device, inode and mtime of the file when accepted
+    at REAL NOT NULL,
+    PRIMARY KEY (h264, identity)
 );
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -38,7 +54,16 @@ CREATE TABLE IF NOT EXISTS notifications (
     text TEXT NOT NULL,
     video TEXT                      -- mp4 to send, or NULL for a plain message
 );
+CREATE TABLE IF NOT EXISTS reserve (filler BLOB);
 """
+
+#: Free pages the file keeps for a full disk: 64 pages of 4 KiB hold about 2,000 rows.
+RESERVE_PAGES = 64
+#: The reserve is only refilled when the file system has this much room to spare, so
+#: that refilling never takes the last free blocks from the recorder.
+RESERVE_REFILL_MARGIN = 4 << 20
+#: How long a path is remembered as accepted, to ignore repeated messages for it.
+ACCEPTED_MEMORY_SECONDS = 30 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -52,12 +77,13 @@ class Conversion:
 
 @dataclass(frozen=True)
 class Upload:
-    """One mp4 waiting for one destination."""
+    """One mp4 waiting for one destination; ``next_try`` is a wall-clock time (0: now)."""
 
     id: int
     destination: str
     mp4: str
     attempts: int
+    next_try: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +104,11 @@ class Outcome:
     notifications_dropped: Tuple[str, ...]
 
 
+def _is_full(error: sqlite3.Error) -> bool:
+    # Python 3.11 has sqlite_errorcode (13 is SQLITE_FULL); 3.9 only has the text.
+    return getattr(error, "sqlite_errorcode", None) == 13 or "is full" in str(error)
+
+
 class StateStore:
     """SQLite-backed queues of conversions, uploads and notifications.
 
@@ -89,9 +120,23 @@ class StateStore:
         self.path = path
         self._lock = threading.Lock()  # guards self._db (one connection, many threads)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=PERSIST")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._migrate()
+            with self._lock:
+                self._forget_old_acceptances()
+            self.keep_reserve()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        """Add the columns a state file written by an older version lacks."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(uploads)")}
+        if "next_try" not in columns:
+            self._db.execute("ALTER TABLE uploads ADD COLUMN next_try REAL NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -101,23 +146,78 @@ class StateStore:
     def _transaction(self):
         # Caller holds self._lock. Explicit BEGIN/COMMIT: the connection is in
         # autocommit mode so that PRAGMAs and reads never open a transaction.
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            finally:
+                # SQLite itself rolls back after some errors (a full disk is one).
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+        except sqlite3.OperationalError as e:
+            if _is_full(e):
+                raise StateFullError(f"state file {self.path}: the disk is full") from None
             raise
-        self._db.execute("COMMIT")
+
+    # -- the reserve for a full disk -----------------------------------------------
+
+    def keep_reserve(self) -> None:
+        """Make sure the file holds its reserve of free pages; refill it if room allows.
+
+        Called at start and now and then from the main thread. Never raises for a
+        full disk: the reserve is refilled on a later call.
+        """
+        with self._lock:
+            free_pages = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+            if free_pages >= RESERVE_PAGES // 2:
+                return
+            page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+            wanted = (RESERVE_PAGES - free_pages) * page_size
+            try:
+                st = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+                if st.f_bavail * st.f_frsize < wanted + RESERVE_REFILL_MARGIN:
+                    return
+                # Two transactions: the second (freeing the pages) also grows the
+                # kept journal to a size later transactions reuse.
+                with self._transaction():
+                    self._db.execute("INSERT INTO reserve VALUES (zeroblob(?))", (wanted,))
+                with self._transaction():
+                    self._db.execute("DELETE FROM reserve")
+            except (OSError, sqlite3.Error) as e:
+                logger.warning("could not refill the state file's reserve: %s", e)
+                return
+            logger.debug("state file reserve refilled (%s bytes)", wanted)
 
     # -- conversions -------------------------------------------------------------
 
-    def add_conversion(self, h264: str, detection: Optional[bool]) -> int:
+    def add_conversion(
+        self, h264: str, detection: Optional[bool], identity: str = ""
+    ) -> Optional[int]:
+        """Queue a conversion; None if this file (path and identity) was accepted before."""
+        now = time.time()
         with self._lock, self._transaction():
             cur = self._db.execute(
+                "INSERT OR IGNORE INTO accepted (h264, identity, at) VALUES (?, ?, ?)",
+                (h264, identity, now),
+            )
+            if cur.rowcount == 0:
+                return None
+            cur = self._db.execute(
                 "INSERT INTO conversions (h264, detection, accepted) VALUES (?, ?, ?)",
-                (h264, None if detection is None else int(detection), time.time()),
+                (h264, None if detection is None else int(detection), now),
             )
             return cur.lastrowid
+
+    def _forget_old_acceptances(self) -> None:
+        # Caller holds self._lock.
+        try:
+            with self._transaction():
+                self._db.execute(
+                    "DELETE FROM accepted WHERE at < ?", (time.time() - ACCEPTED_MEMORY_SECONDS,)
+                )
+        except StateFullError:
+            pass  # the next start tries again
 
     def pending_conversions(self) -> List[Conversion]:
         with self._lock:
@@ -165,9 +265,10 @@ class StateStore:
     # -- uploads -----------------------------------------------------------------
 
     def pending_uploads(self, destination: str) -> List[Upload]:
+        """Every upload waiting for ``destination``, due or not, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, destination, mp4, attempts FROM uploads"
+                "SELECT id, destination, mp4, attempts, next_try FROM uploads"
                 " WHERE destination = ? ORDER BY id",
                 (destination,),
             ).fetchall()
@@ -181,13 +282,16 @@ class StateStore:
         return dict(rows)
 
     def upload_done(self, upload_id: int) -> None:
+        """Remove an upload that succeeded, or that is given up."""
         with self._lock, self._transaction():
             self._db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
 
-    def upload_failed(self, upload_id: int) -> None:
+    def upload_failed(self, upload_id: int, next_try: float, counted: bool = True) -> None:
+        """Try again at ``next_try``; ``counted`` adds the failure to the file's attempts."""
         with self._lock, self._transaction():
             self._db.execute(
-                "UPDATE uploads SET attempts = attempts + 1 WHERE id = ?", (upload_id,)
+                "UPDATE uploads SET attempts = attempts + ?, next_try = ? WHERE id = ?",
+                (1 if counted else 0, next_try, upload_id),
             )
 
     # -- notifications -----------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Each takes its work from the state store, so what a crash interrupts is picked up
 again after a restart. A worker logs and contains every failure; only the daemon's
-stop event ends it.
+stop event ends it. A full disk is waited out, never turned into lost work.
 """
 
 from __future__ import annotations
@@ -11,20 +11,35 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
-from ..exc import ConversionError, NotifyError, StoppedError, UploadError
+from ..exc import (
+    ConversionError,
+    NoSpaceError,
+    NotifyError,
+    StateFullError,
+    StoppedError,
+    UploadError,
+)
 from . import convert
 from .notify import MAX_VIDEO_BYTES, TelegramTarget, detection_text
+from .recordings import RecordingRules, RejectedPath
 from .schedule import ConversionCounter
-from .state import Conversion, Notification, StateStore
+from .state import Conversion, Notification, StateStore, Upload
 from .upload import Destination, dated_dir
 
 logger = logging.getLogger(__name__)
 
 #: Attempts for a notification that fails for a reason other than HTTP 429.
 NOTIFY_ATTEMPTS = 5
+
+#: Seconds between looks at the free space of a full mp4 directory.
+SPACE_POLL = 2.0
+#: Longest wait between two tries of a conversion that keeps finding the disk full
+#: although free space looks sufficient (a quota, say).
+SPACE_RETRY_MAX = 300.0
 
 
 class Worker(threading.Thread):
@@ -36,6 +51,7 @@ class Worker(threading.Thread):
         super().__init__(name=name, daemon=True)
         self.stop = stop
         self._wake = threading.Event()
+        self._state_full = False  # only this thread reads and writes it
 
     def wake(self) -> None:
         self._wake.set()
@@ -46,20 +62,39 @@ class Worker(threading.Thread):
             self._wake.clear()
             if self.stop.is_set():
                 break
-            try:
-                self.round()
-            except StoppedError:
-                break
-            except Exception:
-                logger.exception("%s: unexpected error; will retry", self.name)
-                self.stop.wait(self.idle)
+            self.guarded_round()
+
+    def guarded_round(self, *args) -> None:
+        """One round, with every failure logged and contained."""
+        try:
+            self.round(*args)
+        except StoppedError:
+            return
+        except StateFullError as e:
+            if not self._state_full:
+                logger.warning("%s: %s; the work stays queued and is retried", self.name, e)
+                self._state_full = True
+            self.stop.wait(self.idle)
+            self._wake.set()  # try again
+            return
+        except Exception:
+            logger.exception("%s: unexpected error; will retry", self.name)
+            self.stop.wait(self.idle)
+            return
+        if self._state_full:
+            logger.info("%s: the state file takes writes again", self.name)
+            self._state_full = False
 
     def round(self) -> None:
         raise NotImplementedError
 
 
 class ConvertWorker(Worker):
-    """Converts accepted recordings one at a time, oldest first (thread "convert")."""
+    """Converts accepted recordings one at a time, oldest first (thread "convert").
+
+    When the mp4 directory is full, the conversion waits for space and is tried
+    again; it is never dropped for that, and it stays queued across restarts.
+    """
 
     def __init__(
         self,
@@ -67,6 +102,7 @@ class ConvertWorker(Worker):
         converter: convert.Converter,
         mp4_dir: str,
         rate: Fraction,
+        rules: RecordingRules,
         destinations: Sequence[str],
         upload_limit: int,
         targets: Sequence[str],
@@ -81,6 +117,7 @@ class ConvertWorker(Worker):
         self.converter = converter
         self.mp4_dir = mp4_dir
         self.rate = rate
+        self.rules = rules
         self.destinations = list(destinations)
         self.upload_limit = upload_limit
         self.targets = list(targets)
@@ -88,38 +125,81 @@ class ConvertWorker(Worker):
         self.counter = counter
         self.on_converted = on_converted
         self.on_notification = on_notification
+        self._space_failures = 0  # consecutive conversions that found the disk full
 
     def round(self) -> None:
         for job in self.store.pending_conversions():
-            if self.stop.is_set():
-                raise StoppedError("stopping")
-            self._process(job)
+            while True:
+                if self.stop.is_set():
+                    raise StoppedError("stopping")
+                try:
+                    mp4 = self._convert(job)
+                except NoSpaceError as e:
+                    self._wait_for_space(job, e)
+                    continue
+                break
+            self._finish(job, mp4)
 
-    def _process(self, job: Conversion) -> None:
+    def _convert(self, job: Conversion) -> Optional[str]:
+        """The mp4 made from ``job``, or None if it cannot be made; raises ``NoSpaceError``."""
+        try:
+            fd, _ = self.rules.open(job.h264)
+        except RejectedPath as e:
+            logger.error("conversion of %s dropped: %s", job.h264, e)
+            return None
         started = time.monotonic()
-        mp4 = None
-        if not os.path.isfile(job.h264):
-            logger.error("conversion of %s dropped: the file is gone", job.h264)
-        else:
-            try:
-                mp4 = convert.convert_file(
-                    self.converter, job.h264, self.mp4_dir, self.rate, self.stop
-                )
-            except StoppedError:
-                logger.info("conversion of %s interrupted; resumes at restart", job.h264)
-                raise
-            except ConversionError as e:
-                logger.error("conversion of %s failed: %s", job.h264, e)
-            except Exception as e:
-                logger.exception("conversion of %s failed: %s", job.h264, e)
-        if mp4 is not None:
-            logger.info(
-                "converted %s -> %s with %s in %.1f s",
-                job.h264,
-                mp4,
-                self.converter.name,
-                time.monotonic() - started,
+        try:
+            mp4 = convert.convert_file(
+                self.converter, job.h264, self.mp4_dir, self.rate, self.stop, fd=fd
             )
+        except StoppedError:
+            logger.info("conversion of %s interrupted; resumes at restart", job.h264)
+            raise
+        except NoSpaceError:
+            raise
+        except ConversionError as e:
+            logger.error("conversion of %s failed: %s", job.h264, e)
+            return None
+        except Exception as e:
+            logger.exception("conversion of %s failed: %s", job.h264, e)
+            return None
+        finally:
+            os.close(fd)
+        if self._space_failures:
+            logger.info("space is back in %s: conversions go on", self.mp4_dir)
+            self._space_failures = 0
+        logger.info(
+            "converted %s -> %s with %s in %.1f s",
+            job.h264,
+            mp4,
+            self.converter.name,
+            time.monotonic() - started,
+        )
+        return mp4
+
+    def _wait_for_space(self, job: Conversion, error: NoSpaceError) -> None:
+        """Block until ``mp4_dir`` has room for another try; raise StoppedError on stop."""
+        self._space_failures += 1
+        if self._space_failures == 1:
+            logger.warning(
+                "mp4 directory is full, %s waits for space: %s (conversions resume by"
+                " themselves once there is room)",
+                os.path.basename(job.h264),
+                error,
+            )
+        # A retry that found the disk full although statvfs showed room: wait longer.
+        earliest = time.monotonic() + min(SPACE_POLL * 2**self._space_failures, SPACE_RETRY_MAX)
+        while not self.stop.wait(SPACE_POLL):
+            try:
+                room = convert.free_bytes(self.mp4_dir) >= error.needed
+            except OSError:
+                room = False
+            if room and time.monotonic() >= earliest:
+                return
+        raise StoppedError("stopping")
+
+    def _finish(self, job: Conversion, mp4: Optional[str]) -> None:
+        """Retire ``job`` and queue its uploads and notifications (a conversion ended)."""
         notes = []
         if job.detection is not None:
             text = detection_text(job.detection, conversion_failed=mp4 is None)
@@ -148,21 +228,61 @@ class ConvertWorker(Worker):
             self.on_converted()
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How failed uploads are tried again (``--upload-attempts``, ``--upload-retry``)."""
+
+    #: Failures a file may have, while others go through, before it is given up.
+    attempts: int = 10
+    #: Seconds before the first retry; each further failure doubles the wait.
+    first_delay: float = 60.0
+    #: Longest wait before retrying one file.
+    file_delay_max: float = 3600.0
+    #: Longest wait before trying a server that could not be reached.
+    away_delay_max: float = 900.0
+
+    def file_delay(self, attempts: int) -> float:
+        return min(self.first_delay * 2 ** max(attempts - 1, 0), self.file_delay_max)
+
+    def away_delay(self, rounds: int) -> float:
+        return min(self.first_delay * 2 ** max(rounds - 1, 0), self.away_delay_max)
+
+
 class UploadWorker(Worker):
     """Uploads to one destination, one file at a time (thread "upload-<n>").
 
+    A round starts at a trigger, or by itself when a retry is due. It goes through
+    every file that is due, so one file that keeps failing never holds back the
+    others. A failure counts against the file only when the destination is shown to
+    work (another file went through in the same round); the file is then retried
+    after a growing delay and given up after ``RetryPolicy.attempts`` failures. When
+    the server cannot be reached, or nothing goes through, nothing is counted: the
+    destination is tried again after a growing delay, or at the next trigger.
+
     A trigger that arrives while a round is running is skipped, as in the original
-    project; what waits goes at the next trigger.
+    project; the round in progress takes everything that is due.
     """
 
-    idle = 3600.0  # only triggers start a round
+    idle = 3600.0
 
-    def __init__(self, index: int, store: StateStore, destination: Destination, stop):
+    def __init__(
+        self,
+        index: int,
+        store: StateStore,
+        destination: Destination,
+        stop: threading.Event,
+        retry: Optional[RetryPolicy] = None,
+    ):
         super().__init__(f"upload-{index}", stop)
         self.store = store
         self.destination = destination
+        self.retry = retry or RetryPolicy()
         self._busy_lock = threading.Lock()  # guards self._busy between triggerers and the worker
         self._busy = False
+        # Only this thread uses these: when to try a destination that was away, and
+        # how many rounds in a row found it so.
+        self._away_until = 0.0
+        self._away_rounds = 0
 
     def trigger(self, reason: str) -> None:
         with self._busy_lock:
@@ -176,31 +296,66 @@ class UploadWorker(Worker):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self._wake.wait(self.idle)
+            self._wake.wait(self._seconds_to_next_retry())
             with self._busy_lock:
-                if not self._wake.is_set():
-                    continue
+                triggered = self._wake.is_set()
                 self._wake.clear()
                 self._busy = True
             try:
-                if not self.stop.is_set():
-                    self.round()
-            except StoppedError:
-                break
-            except Exception:
-                logger.exception("upload to %s: unexpected error", self.destination)
+                if self.stop.is_set():
+                    break
+                if triggered:
+                    self.guarded_round("trigger")
+                elif self._away_rounds and time.monotonic() >= self._away_until:
+                    self.guarded_round("retry")
+                elif not self._away_rounds and self._due_retries():
+                    self.guarded_round("retry of failed files")
             finally:
                 with self._busy_lock:
                     self._busy = False
 
-    def round(self) -> None:
-        pending = self.store.pending_uploads(self.destination.key)
-        if not pending:
-            logger.info("upload to %s: nothing waiting", self.destination)
+    def _seconds_to_next_retry(self) -> float:
+        if self._away_rounds:
+            wait = self._away_until - time.monotonic()
+        else:
+            try:
+                retries = [u.next_try for u in self._pending() if u.next_try > 0]
+            except Exception:  # noqa: BLE001 - a failing state file is reported by rounds
+                retries = []
+            wait = min(retries) - time.time() if retries else self.idle
+        return min(max(wait, 0.0), self.idle) + 0.05
+
+    def _pending(self) -> List[Upload]:
+        return self.store.pending_uploads(self.destination.key)
+
+    def _is_due(self, item: Upload, now: float) -> bool:
+        # A wall clock set back (a Pi syncing its time) must not postpone a retry for
+        # longer than the longest delay.
+        return item.next_try <= now or item.next_try > now + self.retry.file_delay_max
+
+    def _due_retries(self) -> bool:
+        now = time.time()
+        return any(u.next_try > 0 and self._is_due(u, now) for u in self._pending())
+
+    def round(self, why: str = "trigger") -> None:
+        """Upload what is due: everything at a trigger or after the destination was away,
+        only failed files whose delay has passed at a retry of failed files."""
+        previous_away, self._away_rounds = self._away_rounds, 0
+        now = time.time()
+        pending = self._pending()
+        due = [u for u in pending if self._is_due(u, now)]
+        if why == "retry of failed files":
+            due = [u for u in due if u.next_try > 0]
+        if not due:
+            if why == "trigger":
+                waiting = f"{len(pending)} file(s) wait for a retry" if pending else "nothing waits"
+                logger.info("upload to %s: %s", self.destination, waiting)
             return
-        logger.info("upload to %s: %s file(s)", self.destination, len(pending))
+        logger.info("upload to %s: %s file(s) (%s)", self.destination, len(due), why)
         prepared = set()
-        for index, item in enumerate(pending):
+        went_through = 0
+        failed: List[Tuple[Upload, UploadError]] = []
+        for index, item in enumerate(due):
             if self.stop.is_set():
                 raise StoppedError("stopping")
             name = os.path.basename(item.mp4)
@@ -216,25 +371,72 @@ class UploadWorker(Worker):
                     prepared.add(remote_dir)
                 self.destination.upload(item.mp4, remote_dir, self.stop)
             except UploadError as e:
-                self.store.upload_failed(item.id)
-                logger.warning(
-                    "upload of %s to %s failed (attempt %s): %s; %s file(s) kept for the next"
-                    " trigger",
-                    name,
-                    self.destination,
-                    item.attempts + 1,
-                    e,
-                    len(pending) - index,
-                )
-                return
+                if not e.reachable:
+                    self._away(str(e), len(due) - index, previous_away + 1)
+                    return
+                failed.append((item, e))
+                continue
+            self._uploaded(item, remote_dir, time.monotonic() - started)
+            went_through += 1
+        if went_through:
+            for item, error in failed:
+                self._file_failed(item, error)
+        elif failed:
+            reasons = "; ".join(f"{os.path.basename(i.mp4)}: {e}" for i, e in failed[:3])
+            self._away(f"every file failed ({reasons})", len(failed), previous_away + 1)
+
+    def _uploaded(self, item: Upload, remote_dir: str, seconds: float) -> None:
+        """One file went through: it leaves the queue."""
+        self.store.upload_done(item.id)
+        logger.info(
+            "uploaded %s to %s %s in %.1f s",
+            os.path.basename(item.mp4),
+            self.destination,
+            remote_dir,
+            seconds,
+        )
+
+    def _file_failed(self, item: Upload, error: UploadError) -> None:
+        """This file failed while others went through: count it, retry later or give up."""
+        attempts = item.attempts + 1
+        name = os.path.basename(item.mp4)
+        if attempts >= self.retry.attempts:
             self.store.upload_done(item.id)
-            logger.info(
-                "uploaded %s to %s %s in %.1f s",
+            logger.error(
+                "upload of %s to %s given up after %s failed attempts (%s); the mp4 stays in"
+                " the mp4 directory",
                 name,
                 self.destination,
-                remote_dir,
-                time.monotonic() - started,
+                attempts,
+                error,
             )
+            return
+        delay = self.retry.file_delay(attempts)
+        self.store.upload_failed(item.id, time.time() + delay)
+        logger.warning(
+            "upload of %s to %s failed (attempt %s of %s): %s; retry in %.0f s",
+            name,
+            self.destination,
+            attempts,
+            self.retry.attempts,
+            error,
+            delay,
+        )
+
+    def _away(self, reason: str, waiting: int, rounds: int) -> None:
+        """The destination did not work at all: count nothing, try again later."""
+        self._away_rounds = rounds
+        delay = self.retry.away_delay(self._away_rounds)
+        self._away_until = time.monotonic() + delay
+        log = logger.warning if self._away_rounds == 1 else logger.info
+        log(
+            "upload to %s did not work: %s; %s file(s) wait, not counted as failures;"
+            " next try in %.0f s or at the next trigger",
+            self.destination,
+            reason,
+            waiting,
+            delay,
+        )
 
 
 class NotifyWorker(Worker):

@@ -113,7 +113,11 @@ def test_default_state_path():
     env = {"STATE_DIRECTORY": "/var/lib/pancake"}
     assert default_state_path("ppp", env) == "/var/lib/pancake/postproc-ppp.sqlite"
     env = {"XDG_STATE_HOME": "/home/pi/.state"}
-    assert default_state_path("a/b", env) == "/home/pi/.state/raspberry-pancake/postproc-a_b.sqlite"
+    assert default_state_path("a b", env) == "/home/pi/.state/raspberry-pancake/postproc-a_b.sqlite"
+    # A socket path counts by its name: the shipped units keep the state file of "ppp".
+    env = {"STATE_DIRECTORY": "/var/lib/pancake"}
+    path = default_state_path("/run/raspberry-pancake/ppp", env)
+    assert path == "/var/lib/pancake/postproc-ppp.sqlite"
 
 
 def test_log_file_rotates_at_midnight_and_keeps_33_days(tmp_path):

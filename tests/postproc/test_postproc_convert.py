@@ -75,7 +75,7 @@ def test_partial_name_until_complete(tmp_path):
     class Spy(convert.Converter):
         name = "spy"
 
-        def convert(self, src, dst, rate, stop):
+        def convert(self, source, dst, rate, stop):
             seen["dst"] = dst
             seen["final_exists"] = os.path.exists(tmp_path / "20240102-0304.mp4")
             with open(dst, "wb") as f:

@@ -123,7 +123,8 @@ def test_notify_queue_bound_drops_and_logs(postproc, dirs, bot_api):
     assert pp.stop() == 0
 
 
-def test_bad_datagrams_then_a_good_one(postproc, dirs, tmp_path):
+def test_no_datagram_ends_postproc(postproc, dirs, tmp_path):
+    """Each bad datagram costs one log line; the audit's two killers are among them."""
     h264, mp4 = dirs
     clip = make_h264(str(h264 / "20240102-0304.h264"), 12, 12)
     (h264 / "notes.txt").write_text("x")
@@ -135,18 +136,23 @@ def test_bad_datagrams_then_a_good_one(postproc, dirs, tmp_path):
         b'{"h264": 1}',
         b'{"detection": "true"}',
         b'{"h264": "20240102-0304.h264"}',
-        b'{"h264": "/nonexistent/x.h264"}',
+        b'{"h264": "/nonexistent/20240102-0304.h264"}',
         b'{"h264": "%s"}' % str(h264 / "notes.txt").encode(),
         b'{"h264": "%s"}' % str(h264).encode(),
+        b"[" * 30000 + b"]" * 30000,  # 60 KB of nesting: RecursionError in json
+        b'{"h264": "%s/\\ud800.h264"}' % str(h264).encode(),  # UnicodeEncodeError in os.stat
+        b'{"h264": "%s/\\udcff/20240102-0304.h264"}' % str(h264).encode(),
     ]
     for i, data in enumerate(bad):
         pp.send(data)
-        pp.wait_log("dropped a bad datagram", count=i + 1)
+        pp.wait_log("dropped a", count=i + 1)
+        assert pp.proc.poll() is None
     pp.send({"h264": clip})
     pp.wait_log("converted " + clip)
     assert_mp4(str(mp4 / "20240102-0304.mp4"), 12, 12)
     assert pp.proc.poll() is None
     assert pp.stop() == 0
+    assert "Traceback" not in pp.log_text()
 
 
 def test_video_over_the_bot_api_limit_goes_as_a_message(tmp_path, monkeypatch):

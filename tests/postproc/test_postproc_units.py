@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from raspberry_pancake.exc import AddressInUseError
 from raspberry_pancake.postproc.notify import detection_text
 from raspberry_pancake.postproc.receiver import Receiver
+from raspberry_pancake.postproc.recordings import RecordingRules, RejectedPath
 from raspberry_pancake.postproc.schedule import ConversionCounter, MinuteSchedule
 from raspberry_pancake.postproc.state import StateStore
 from raspberry_pancake.postproc.upload import dated_dir
@@ -81,10 +83,12 @@ def test_state_survives_reopen_and_bounds_queues(tmp_path):
     assert [u.mp4 for u in store.pending_uploads("a")] == ["/m/0.mp4"]
     assert store.upload_counts() == {"a": 1, "b": 1}
     up = store.pending_uploads("a")[0]
-    store.upload_failed(up.id)
+    store.upload_failed(up.id, 1234.5)
+    store.upload_failed(up.id, 1300.0, counted=False)
     store.close()
     store = StateStore(path)
     assert store.pending_uploads("a")[0].attempts == 1
+    assert store.pending_uploads("a")[0].next_try == 1300.0
     store.upload_done(up.id)
     assert store.pending_uploads("a") == []
     note = store.next_notification("t")
@@ -115,15 +119,11 @@ def test_second_receiver_is_refused(receiver):
         Receiver(receiver.socket_name)
 
 
-def test_bad_datagrams_are_dropped_then_a_good_one_passes(receiver, tmp_path, caplog):
-    good = tmp_path / "20240102-0304.h264"
-    good.write_bytes(b"\0\0\0\1")
-    (tmp_path / "dir.h264").mkdir()
-    (tmp_path / "clip.mp4").write_bytes(b"x")
-    os.mkfifo(tmp_path / "fifo.h264")
+def test_bad_datagrams_are_dropped_then_a_good_one_passes(receiver, caplog):
     bad = [
         b"\xff\xfe not utf-8",
         b"not json",
+        b"",
         b"[1, 2]",
         b'"text"',
         b"{}",
@@ -132,15 +132,14 @@ def test_bad_datagrams_are_dropped_then_a_good_one_passes(receiver, tmp_path, ca
         b'{"h264": null}',
         b'{"detection": "yes"}',
         b'{"detection": 1}',
-        b'{"h264": "relative/20240102-0304.h264"}',
-        b'{"h264": "/nonexistent/20240102-0304.h264"}',
-        json.dumps({"h264": str(tmp_path / "dir.h264")}).encode(),
-        json.dumps({"h264": str(tmp_path / "clip.mp4")}).encode(),
-        json.dumps({"h264": str(tmp_path / "fifo.h264")}).encode(),
         b'{"h264": "/x\\u0000.h264"}',
+        b'{"h264": "/h/20240102-0304.h264\\r\\nDELE x"}',
+        b'{"h264": "/h/\\ud800/20240102-0304.h264"}',  # a lone surrogate
         b'{"mp4": "/x.mp4"}',
+        b"[" * 30000 + b"]" * 30000,  # 60 KB of nesting: deeper than the recursion limit
+        b'{"h264": ' * 6000 + b"1" + b"}" * 6000,
     ]
-    good_ones = [json.dumps({"h264": str(good), "detection": True}).encode()]
+    good_ones = [b'{"h264": "/any/20240102-0304.h264", "detection": true}']
     good_ones.append(b'{"detection": false}')
     results = []
     receiver.sock.settimeout(10)
@@ -149,10 +148,58 @@ def test_bad_datagrams_are_dropped_then_a_good_one_passes(receiver, tmp_path, ca
         send(receiver, data)
         results.append(receiver.receive())
     assert results[: len(bad)] == [None] * len(bad)
-    assert (results[-2].h264, results[-2].detection) == (str(good), True)
+    assert (results[-2].h264, results[-2].detection) == ("/any/20240102-0304.h264", True)
     assert (results[-1].h264, results[-1].detection) == (None, False)
     drops = [r for r in caplog.records if "dropped a bad datagram" in r.getMessage()]
     assert len(drops) == len(bad)
+
+
+def test_only_recordings_pass_the_rules(tmp_path):
+    """Each rule of RecordingRules, on real files, links and directories."""
+    h264 = tmp_path / "h264"
+    h264.mkdir()
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    good = h264 / "20240102-0304.h264"
+    good.write_bytes(b"\0\0\0\1")
+    (other / "20240102-0305.h264").write_bytes(b"x")
+    secret = other / "secret.txt"
+    secret.write_text("root:x:0:0")
+    (h264 / "20240102-0306.h264").symlink_to(secret)
+    (tmp_path / "linked").symlink_to(h264, target_is_directory=True)
+    (h264 / "20240102-0307.h264").mkdir()
+    os.mkfifo(h264 / "20240102-0308.h264")
+    (h264 / "20240102-0311.h264").write_bytes(b"x")
+    os.link(h264 / "20240102-0311.h264", other / "20240102-0309.h264")  # a second name
+    (h264 / "notes.h264").write_bytes(b"x")
+    (h264 / "20240102-0310.mp4").write_bytes(b"x")
+    rules = RecordingRules([str(h264)])
+    assert rules.check(str(good)).count(":") == 2
+    refused = {
+        "relative/20240102-0304.h264": "not an absolute path",
+        f"{h264}/../h264/20240102-0304.h264": "'..'",
+        f"{h264}/./20240102-0304.h264": "'.'",
+        f"{h264}//20240102-0304.h264": "empty",
+        f"{h264}/20240102-0306.h264": "is a symbolic link",
+        f"{tmp_path}/linked/20240102-0304.h264": f"{tmp_path}/linked is a symbolic link",
+        f"{h264}/20240102-0307.h264": "not a regular file",
+        f"{h264}/20240102-0308.h264": "not a regular file",
+        f"{h264}/notes.h264": "not a recording's name",
+        f"{h264}/20240102-0310.mp4": "not a recording's name",
+        f"{h264}/20240102-9999.h264": "not a recording's name",
+        f"{other}/20240102-0305.h264": "not in a --h264-dir",
+        f"{h264}/20240102-0400.h264": "No such file",
+        f"{good}/20240102-0304.h264": "is not a directory",
+    }
+    for path, reason in refused.items():
+        with pytest.raises(RejectedPath, match=re.escape(reason)):
+            rules.check(path)
+    with pytest.raises(RejectedPath, match="2 hard links"):
+        RecordingRules().check(str(other / "20240102-0309.h264"))
+    # Without --h264-dir, any directory; still only the user's own files.
+    assert RecordingRules().check(str(other / "20240102-0305.h264"))
+    with pytest.raises(RejectedPath, match="belongs to uid"):
+        RecordingRules(uid=os.geteuid() + 1).check(str(good))
 
 
 def test_datagram_from_another_user_is_dropped(receiver, tmp_path, caplog):

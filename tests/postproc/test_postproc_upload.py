@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 
 from tests.helpers import free_port
 from tests.postproc.pp_helpers import FtpServer, assert_mp4, make_h264, wait_until
@@ -58,7 +57,7 @@ def test_scp_and_ftp_in_parallel_with_servers_down_then_back(postproc, dirs, ssh
     ftpd.stop()
     for name in ("20240104-1000", "20240104-1015"):
         pp.send({"h264": make_h264(str(h264 / f"{name}.h264"), 12, 12)})
-    pp.wait_log("kept for the next trigger", count=2, timeout=120)
+    pp.wait_log("not counted as failures", count=2, timeout=120)
     assert len(remote_files(sshd.remote)) == 2 and len(remote_files(ftpd.remote)) == 2
 
     sshd.start()
@@ -77,27 +76,28 @@ def test_scp_and_ftp_in_parallel_with_servers_down_then_back(postproc, dirs, ssh
     assert FtpServer.password not in pp.log_text()
 
 
-def test_ftp_login_file_is_private(tmp_path, monkeypatch):
-    """The temporary ncftpput login file is 0600 while it exists."""
+def test_ftp_login_is_an_anonymous_memory_file(tmp_path, monkeypatch):
+    """The ncftpput login (with the password) lives in a memfd, never on a disk."""
     from raspberry_pancake.postproc import runner, upload
 
     seen = {}
 
-    def fake_run(argv, timeout, stop=None, env=None):
+    def fake_run(argv, timeout, stop=None, env=None, pass_fds=()):
         login = argv[argv.index("-f") + 1]
-        seen["mode"] = stat.S_IMODE(os.stat(login).st_mode)
-        seen["text"] = open(login).read()
-        seen["argv"] = argv
+        fd = int(login.rsplit("/", 1)[1])
+        seen["target"] = os.readlink(f"/proc/self/fd/{fd}")
+        seen["text"] = os.pread(fd, 4096, 0).decode()
+        seen["argv"], seen["pass_fds"] = argv, pass_fds
         return runner.Result(0, "")
 
     monkeypatch.setattr(upload.runner, "run", fake_run)
     dest = upload.FtpDestination("ftp.example", 2121, "nick", "pa ss", "bak/cam2")
     dest.upload(str(tmp_path / "20240102-0304.mp4"), "bak/cam2/2024/01/02", None)
-    assert seen["mode"] == 0o600
+    assert seen["target"].startswith("/memfd:ncftpput-login")
     assert seen["text"] == "host ftp.example\nuser nick\npass pa ss\n"
     assert "pa ss" not in seen["argv"] and "-p" not in seen["argv"]
+    assert seen["argv"][seen["argv"].index("-f") + 1] == f"/dev/fd/{seen['pass_fds'][0]}"
     assert seen["argv"][-2:] == ["bak/cam2/2024/01/02", str(tmp_path / "20240102-0304.mp4")]
-    assert not os.path.exists(seen["argv"][seen["argv"].index("-f") + 1])
 
 
 def test_upload_queue_bound_drops_newest_and_logs(postproc, dirs):
