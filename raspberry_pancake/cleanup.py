@@ -7,7 +7,11 @@ the same safety rules apply, because a cleanup job runs unattended for months:
 * only regular files whose names are recordings (``YYYYMMDD-hhmm`` or
   ``YYYYMMDD-hhmmss``, an optional ``-N`` or ``_N`` suffix, then ``.h264`` or
   ``.mp4``) are ever deleted;
-* symbolic links are never followed and never deleted;
+* symbolic links are never followed and never deleted. Below the directory named
+  on the command line, every folder is opened with ``O_NOFOLLOW`` relative to its
+  parent's descriptor, and files are examined and unlinked relative to their
+  folder's descriptor: a folder swapped for a link while the script runs leads
+  nowhere, even when root runs it over a tree another user can write;
 * a file modified in the last minute may still be being written, so it is kept;
 * a dry run reports what would go and touches nothing;
 * every deletion is one log line.
@@ -19,6 +23,7 @@ is what the recorder promised, while mtimes change when files are copied.
 from __future__ import annotations
 
 import datetime
+import errno
 import logging
 import os
 import re
@@ -28,33 +33,18 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, TypeVar
 
 from .exc import ConfigError
+from .messages import recording_time
 
 logger = logging.getLogger(__name__)
 
 #: A file modified less than this many seconds ago is never deleted.
 FRESH_SECONDS = 60.0
 
-_RECORDING_NAME = re.compile(
-    r"(?P<date>\d{8})-(?P<clock>\d{4}|\d{6})(?:[-_]\d{1,9})?\.(?:h264|mp4)"
-)
 _SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?:(?P<unit>[KMGT])(?:I?B)?)?", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SUBFOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _Limit = TypeVar("_Limit")
-
-
-def recording_time(name: str) -> Optional[datetime.datetime]:
-    """The start time encoded in a recording's file name, or None if it is not one."""
-    match = _RECORDING_NAME.fullmatch(name)
-    if match is None:
-        return None
-    date, clock = match.group("date"), match.group("clock")
-    fields = [int(date[:4]), int(date[4:6]), int(date[6:])]
-    fields += [int(clock[i : i + 2]) for i in range(0, len(clock), 2)]
-    try:
-        return datetime.datetime(*fields)
-    except ValueError:  # 20201340-2599.h264 looks like a recording but is not one
-        return None
 
 
 def parse_size(text: str) -> int:
@@ -102,57 +92,110 @@ def parse_pairs(
     return pairs
 
 
+def open_folder(top: str, folders: Sequence[str] = ()) -> int:
+    """A descriptor of ``top/folders...``; below ``top`` no link is followed.
+
+    ``top`` itself is the user's choice and may be a link. Raises ``OSError``
+    (``ELOOP`` or ``ENOTDIR`` when a folder on the way is a link).
+    """
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in folders:
+            sub = os.open(name, _SUBFOLDER_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _join(top: str, folders: Sequence[str], name: str = "") -> str:
+    return os.path.join(top, *folders, name) if name else os.path.join(top, *folders)
+
+
 @dataclass(frozen=True)
 class Recording:
     """One recording file found on disk, with what ordering and deletion need."""
 
-    path: str
+    top: str
+    #: Subfolders from ``top`` down to the file's folder.
+    folders: Tuple[str, ...]
+    name: str
     started: datetime.datetime
     mtime: float
     size: int
     #: What deleting it would give back: allocated bytes, or 0 if other hard links remain.
     frees: int
+    #: (device, inode) when found: a file put in its place since is not deleted.
+    identity: Tuple[int, int]
+
+    @property
+    def path(self) -> str:
+        return _join(self.top, self.folders, self.name)
 
     @property
     def age_key(self) -> Tuple[datetime.datetime, float, str]:
         return (self.started, self.mtime, self.path)
 
 
-def _recording_at(path: str) -> Optional[Recording]:
-    """lstat ``path``; a Recording if it is a regular file with a recording's name."""
-    started = recording_time(os.path.basename(path))
-    if started is None:
-        return None
+def _scan(
+    top: str, folders: Tuple[str, ...], fd: int, recursive: bool, found: List[Recording]
+) -> None:
+    """Add the recordings in the folder open as ``fd`` (and below, if ``recursive``)."""
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:  # gone between listing and looking
-        return None
+        names = sorted(entry.name for entry in os.scandir(fd))
     except OSError as e:
-        logger.warning("cannot inspect %s: %s", path, e.strerror)
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    frees = st.st_blocks * 512 if st.st_nlink == 1 else 0
-    return Recording(path, started, st.st_mtime, st.st_size, frees)
+        logger.warning("cannot read %s: %s", _join(top, folders), e.strerror)
+        return
+    for name in names:
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:  # gone between listing and looking
+            continue
+        except OSError as e:
+            logger.warning("cannot inspect %s: %s", _join(top, folders, name), e.strerror)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if not recursive:
+                continue
+            try:
+                sub = os.open(name, _SUBFOLDER_FLAGS, dir_fd=fd)
+            except OSError:  # replaced by a link (or gone) since it was looked at
+                continue
+            try:
+                _scan(top, folders + (name,), sub, recursive, found)
+            finally:
+                os.close(sub)
+        elif stat.S_ISREG(st.st_mode):
+            started = recording_time(name)
+            if started is not None:
+                frees = st.st_blocks * 512 if st.st_nlink == 1 else 0
+                found.append(
+                    Recording(
+                        top, folders, name, started, st.st_mtime, st.st_size, frees,
+                        (st.st_dev, st.st_ino),
+                    )
+                )  # fmt: skip
 
 
-def find_recordings(directory: str, recursive: bool = False) -> List[Recording]:
-    """Recordings in ``directory`` (and below it if ``recursive``), oldest first.
+def find_recordings(
+    directory: str, recursive: bool = False, folders: Sequence[str] = ()
+) -> List[Recording]:
+    """Recordings in ``directory/folders...`` (and below it if ``recursive``), oldest first.
 
     Links to files are skipped and links to directories are never entered.
     """
-
-    def report(error: OSError):
-        logger.warning("cannot read %s: %s", error.filename, error.strerror)
-
-    found = []
-    for parent, subdirs, files in os.walk(directory, onerror=report, followlinks=False):
-        for name in files:
-            recording = _recording_at(os.path.join(parent, name))
-            if recording is not None:
-                found.append(recording)
-        if not recursive:
-            subdirs.clear()
+    found: List[Recording] = []
+    try:
+        fd = open_folder(directory, folders)
+    except OSError as e:
+        logger.warning("cannot read %s: %s", _join(directory, folders), e.strerror)
+        return found
+    try:
+        _scan(directory, tuple(folders), fd, recursive, found)
+    finally:
+        os.close(fd)
     found.sort(key=lambda r: r.age_key)
     return found
 
@@ -179,10 +222,21 @@ class Deleter:
         self.gone: Set[str] = set()
 
     def delete(self, recording: Recording) -> bool:
-        """Delete one recording if it is still a regular, settled file; True if it went."""
+        """Delete one recording if it is still the regular, settled file found; True if it went."""
         path = recording.path
         try:
-            st = os.lstat(path)
+            fd = open_folder(recording.top, recording.folders)
+        except OSError as e:
+            return self._cannot_open(_join(recording.top, recording.folders), path, e)
+        try:
+            return self._delete_in(fd, recording)
+        finally:
+            os.close(fd)
+
+    def _delete_in(self, fd: int, recording: Recording) -> bool:
+        path, name = recording.path, recording.name
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
             logger.info("%s: already gone", path)
             return False
@@ -193,6 +247,9 @@ class Deleter:
         if not stat.S_ISREG(st.st_mode):
             logger.warning("keeping %s: no longer a regular file", path)
             return False
+        if (st.st_dev, st.st_ino) != recording.identity:
+            logger.warning("keeping %s: another file took its place", path)
+            return False
         age = time.time() - st.st_mtime
         if age < self.fresh_seconds:
             logger.info("keeping %s: modified %.0f s ago, it may still be written", path, age)
@@ -201,7 +258,7 @@ class Deleter:
             logger.info("would delete %s (%s)", path, format_size(st.st_size))
         else:
             try:
-                os.unlink(path)
+                os.unlink(name, dir_fd=fd)
             except OSError as e:
                 logger.error("cannot delete %s: %s", path, e.strerror)
                 self.failures += 1
@@ -212,22 +269,42 @@ class Deleter:
         self.gone.add(path)
         return True
 
-    def left_in(self, folder: str) -> Optional[List[str]]:
-        """Names in ``folder`` besides what we removed; None if it cannot be read."""
+    def _cannot_open(self, folder: str, path: str, error: OSError) -> bool:
+        if error.errno == errno.ENOENT:
+            logger.info("%s: already gone", path)
+        elif error.errno in (errno.ELOOP, errno.ENOTDIR):
+            logger.warning("keeping %s: %s is no longer a real folder", path, folder)
+        else:
+            logger.error("cannot open %s: %s", folder, error.strerror)
+            self.failures += 1
+        return False
+
+    def left_in(self, top: str, folders: Sequence[str]) -> Optional[List[str]]:
+        """Names in the folder besides what we removed; None if it cannot be read."""
+        folder = _join(top, folders)
         try:
-            names = os.listdir(folder)
+            fd = open_folder(top, folders)
+            try:
+                names = os.listdir(fd)
+            finally:
+                os.close(fd)
         except OSError as e:
             logger.warning("cannot read %s: %s", folder, e.strerror)
             return None
         return sorted(n for n in names if os.path.join(folder, n) not in self.gone)
 
-    def remove_folder(self, folder: str) -> bool:
-        """Remove a folder that is (or in a dry run would be) empty."""
+    def remove_folder(self, top: str, folders: Sequence[str]) -> bool:
+        """Remove a folder that is (or in a dry run would be) empty; never a link."""
+        folder = _join(top, folders)
         if self.dry_run:
             logger.info("would remove folder %s", folder)
         else:
             try:
-                os.rmdir(folder)
+                parent = open_folder(top, folders[:-1])
+                try:
+                    os.rmdir(folders[-1], dir_fd=parent)
+                finally:
+                    os.close(parent)
             except OSError as e:
                 logger.error("cannot remove folder %s: %s", folder, e.strerror)
                 self.failures += 1
@@ -341,27 +418,38 @@ _YEAR = re.compile(r"\d{4}")
 _TWO_DIGITS = re.compile(r"\d{2}")
 
 
-def _subfolders(folder: str, pattern: re.Pattern) -> List[str]:
-    """Real (not linked) subfolders of ``folder`` whose names match ``pattern``."""
+def _subfolders(top: str, folders: Tuple[str, ...], pattern: re.Pattern) -> List[Tuple[str, ...]]:
+    """Real (not linked) subfolders of ``top/folders...`` whose names match ``pattern``."""
     try:
-        entries = list(os.scandir(folder))
+        fd = open_folder(top, folders)
     except OSError as e:
-        logger.warning("cannot read %s: %s", folder, e.strerror)
+        logger.warning("cannot read %s: %s", _join(top, folders), e.strerror)
         return []
+    try:
+        entries = list(os.scandir(fd))
+    except OSError as e:
+        logger.warning("cannot read %s: %s", _join(top, folders), e.strerror)
+        return []
+    finally:
+        os.close(fd)
     return sorted(
-        e.path for e in entries if pattern.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
+        folders + (e.name,)
+        for e in entries
+        if pattern.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
     )
 
 
-def find_day_folders(top: str) -> List[Tuple[datetime.date, str]]:
-    """The ``YYYY/MM/DD`` folders under ``top``, oldest first; links are not entered."""
+def find_day_folders(top: str) -> List[Tuple[datetime.date, Tuple[str, str, str]]]:
+    """The ``YYYY/MM/DD`` folders under ``top`` as (date, (YYYY, MM, DD)), oldest first.
+
+    Links are not entered.
+    """
     days = []
-    for year in _subfolders(top, _YEAR):
-        for month in _subfolders(year, _TWO_DIGITS):
-            for day in _subfolders(month, _TWO_DIGITS):
-                parts = (os.path.basename(p) for p in (year, month, day))
+    for year in _subfolders(top, (), _YEAR):
+        for month in _subfolders(top, year, _TWO_DIGITS):
+            for day in _subfolders(top, month, _TWO_DIGITS):
                 try:
-                    date = datetime.date(*(int(p) for p in parts))
+                    date = datetime.date(*(int(p) for p in day))
                 except ValueError:
                     continue
                 days.append((date, day))
@@ -382,19 +470,19 @@ def limit_days(top: str, keep: int, deleter: Deleter) -> None:
     )
     touched_months = []
     for _, day in old:
-        for recording in find_recordings(day):
+        for recording in find_recordings(top, folders=day):
             deleter.delete(recording)
-        left = deleter.left_in(day)
+        left = deleter.left_in(top, day)
         if left == []:
-            if deleter.remove_folder(day):
-                touched_months.append(os.path.dirname(day))
+            if deleter.remove_folder(top, day):
+                touched_months.append(day[:2])
         elif left:
             logger.info(
                 "keeping folder %s: it still holds %s",
-                day,
+                _join(top, day),
                 ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else ""),
             )
-    for parents in (touched_months, [os.path.dirname(m) for m in touched_months]):
-        for folder in sorted(set(parents)):
-            if folder not in deleter.gone and deleter.left_in(folder) == []:
-                deleter.remove_folder(folder)
+    for parents in (touched_months, [m[:1] for m in touched_months]):
+        for folders in sorted(set(parents)):
+            if _join(top, folders) not in deleter.gone and deleter.left_in(top, folders) == []:
+                deleter.remove_folder(top, folders)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -545,3 +546,98 @@ def test_help_shows_an_example(tmp_path, script):
     assert result.returncode == 0
     assert "example:" in result.stdout
     assert "--dry-run" in result.stdout
+
+
+# --- a folder swapped for a link while the cleanup runs ------------------------------------
+
+
+def test_day_folder_swapped_for_a_link_between_scan_and_delete(tmp_path, monkeypatch):
+    """Deterministic: the swap happens right after the day folder was listed."""
+    bak = tmp_path / "bak"
+    victim = tmp_path / "victim"
+    names_ = [f"20200101-00{m:02d}.mp4" for m in range(5)]
+    for name in names_:
+        put(bak / "2020/01/01" / name)
+        put(victim / name)
+    put(bak / "2021/01/01/20210101-0000.mp4")
+    real_find = cleanup.find_recordings
+
+    def find_then_swap(*args, **kwargs):
+        found = real_find(*args, **kwargs)
+        if found and not (bak / "2020/01/01").is_symlink():
+            (bak / "2020/01/01").rename(bak / "2020/01/real")
+            (bak / "2020/01/01").symlink_to(victim, target_is_directory=True)
+        return found
+
+    monkeypatch.setattr(cleanup, "find_recordings", find_then_swap)
+    deleter = cleanup.Deleter()
+    cleanup.limit_days(str(bak), 1, deleter)
+    assert names(victim) == names_  # 5 of 5 kept
+    assert names(bak / "2020/01/real") == names_  # the real folder moved away: left alone
+    assert (bak / "2020/01/01").is_symlink()
+    assert deleter.deleted == 0
+
+
+ATTACKER = textwrap.dedent(
+    """
+    import os, sys
+    month, victim, stop, started = sys.argv[1:5]
+    day, moved = os.path.join(month, "01"), os.path.join(month, "real")
+    swaps = 0
+    while not os.path.exists(stop):
+        os.rename(day, moved)
+        os.symlink(victim, day)
+        swaps += 1
+        if swaps == 1:
+            open(started, "w").close()
+        os.unlink(day)
+        os.rename(moved, day)
+    print(swaps)
+    """
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the attacker as nobody")
+def test_root_cleanup_races_a_user_swapping_folders_for_links(tmp_path):
+    """For real: root runs limit_days.py over a tree that the user nobody owns, while
+    nobody keeps swapping a day folder for a link to a folder nobody cannot write."""
+    if not shutil.which("setpriv"):
+        pytest.skip("needs setpriv")
+    base = Path(tempfile.mkdtemp(prefix="cleanup-race-"))
+    try:
+        os.chmod(base, 0o755)  # nobody must reach its tree
+        victim = base / "victim"
+        bak = base / "bak"
+        names_ = [f"20200101-{h:02d}{m:02d}.mp4" for h in range(10) for m in range(60)]
+        for name in names_:
+            put(victim / name, size=10)
+            put(bak / "2020/01/01" / name, size=10)
+        put(bak / "2021/01/01/20210101-0000.mp4")
+        for path in [bak, *bak.rglob("*")]:
+            os.chown(path, 65534, 65534, follow_symlinks=False)
+        stop, started = base / "stop", bak / "started"
+        attacker = subprocess.Popen(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
+            + ["-c", ATTACKER, str(bak / "2020/01"), str(victim), str(stop), str(started)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not started.exists():
+                assert attacker.poll() is None, attacker.stderr.read()
+                assert time.monotonic() < deadline, "the attacker never started"
+                time.sleep(0.05)
+            runs = [run_script("limit_days.py", str(bak), 1, cwd=base) for _ in range(3)]
+        finally:
+            stop.touch()
+            out, err = attacker.communicate(timeout=60)
+        assert attacker.returncode == 0, err
+        assert int(out) > 0
+        for result in runs:
+            assert "Traceback" not in result.stderr, result.stderr
+        assert names(victim) == sorted(names_)  # nothing deleted where nobody cannot write
+        assert "20210101-0000.mp4" in names(bak / "2021/01/01")
+    finally:
+        shutil.rmtree(base)
