@@ -43,8 +43,9 @@ def _rate_text(rate: Fraction) -> str:
 #: Remuxing is disk-bound; timeouts allow a slow SD card (2 MB/s) plus a fixed margin.
 CONVERSION_BYTES_PER_SECOND = 2e6
 
-#: Room an mp4 needs beyond its h264's size (container overhead, with a margin).
-SPACE_MARGIN = 1 << 20
+#: Room an mp4 needs beyond its h264's size: the container's tables take a few bytes
+#: per frame, so a tenth more plus 64 KiB leaves a margin.
+SPACE_MARGIN = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,7 @@ def _raise_if_short_of_space(error: BaseException, mp4_dir: str, size: int) -> N
     Converters say "disk full" in different ways (an errno, a line on stderr, a bare
     exit code); the free space itself is the one sign they all share.
     """
-    needed = size + SPACE_MARGIN
+    needed = size + size // 10 + SPACE_MARGIN
     try:
         free = free_bytes(mp4_dir)
     except OSError:

@@ -59,9 +59,9 @@ CREATE TABLE IF NOT EXISTS reserve (filler BLOB);
 
 #: Free pages the file keeps for a full disk: 64 pages of 4 KiB hold about 2,000 rows.
 RESERVE_PAGES = 64
-#: The reserve is only refilled when the file system has this much room to spare, so
-#: that refilling never takes the last free blocks from the recorder.
-RESERVE_REFILL_MARGIN = 4 << 20
+#: The reserve is only refilled when the file system has this many times its size
+#: free, so that refilling never takes the last free blocks from the recorder.
+RESERVE_REFILL_ROOM = 4
 #: How long a path is remembered as accepted, to ignore repeated messages for it.
 ACCEPTED_MEMORY_SECONDS = 30 * 24 * 3600
 
@@ -176,7 +176,7 @@ class StateStore:
             wanted = (RESERVE_PAGES - free_pages) * page_size
             try:
                 st = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
-                if st.f_bavail * st.f_frsize < wanted + RESERVE_REFILL_MARGIN:
+                if st.f_bavail * st.f_frsize < wanted * RESERVE_REFILL_ROOM:
                     return
                 # Two transactions: the second (freeing the pages) also grows the
                 # kept journal to a size later transactions reuse.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -67,3 +68,24 @@ def dirs(tmp_path):
     h264.mkdir()
     mp4.mkdir()
     return h264, mp4
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Factory: ``tmpfs(name, size)`` mounts a small tmpfs at tmp_path/name; all unmounted."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = []
+
+    def mount(name: str, size: str):
+        where = tmp_path / name
+        where.mkdir()
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True
+        )
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], check=False)

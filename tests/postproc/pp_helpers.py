@@ -115,8 +115,9 @@ def assert_mp4(path: str, frames: int, fps: float, size=None) -> None:
 class Postproc:
     """A real postproc.py subprocess with its own socket name, state file and log."""
 
-    def __init__(self, tmp_path, *args: str, env=None, state=None, log=True):
-        self.name = f"pp-test-{uuid.uuid4().hex}"
+    def __init__(self, tmp_path, *args: str, env=None, state=None, log=True, name=None, umask=None):
+        self.name = name or f"pp-test-{uuid.uuid4().hex}"
+        self.umask = umask
         self.args = list(args)
         self.state = state or str(tmp_path / "state.sqlite")
         self.log = str(tmp_path / "postproc.log") if log else None
@@ -136,7 +137,12 @@ class Postproc:
         self._log_offset = len(self.log_text())
         with open(self.stdout, "ab") as out:
             self.proc = subprocess.Popen(
-                self.command(), cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+                self.command(),
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                umask=-1 if self.umask is None else self.umask,
             )
         if wait_ready:
             self.wait_log("post-processor ready")
@@ -170,10 +176,14 @@ class Postproc:
             raise AssertionError(f"{e}\n--- log ---\n{self.log_text()[-4000:]}") from None
         return self.new_log()
 
+    @property
+    def address(self) -> str:
+        return self.name if "/" in self.name else "\0" + self.name
+
     def send(self, message) -> None:
         data = message if isinstance(message, bytes) else json.dumps(message).encode()
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(data, "\0" + self.name)
+            s.sendto(data, self.address)
 
     def stop(self, sig=signal.SIGTERM, timeout: float = WAIT) -> int:
         if self.proc is None:
@@ -207,6 +217,25 @@ class Postproc:
             if int(fields[1]) == self.proc.pid:
                 names.append(comm)
         return names
+
+
+# -- full disks -------------------------------------------------------------------------
+
+
+def fill(directory) -> str:
+    """Fill the file system holding ``directory`` to the last byte; return the filler's path."""
+    path = os.path.join(str(directory), f"filler-{uuid.uuid4().hex[:8]}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for chunk in (1 << 16, 4096, 512, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * chunk)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    return path
 
 
 # -- servers on loopback ------------------------------------------------------------
@@ -386,6 +415,7 @@ class BotApi:
     """Records each request (method, token, fields, file) and checks its shape.
 
     ``answer_429`` makes the next N requests fail with HTTP 429 and ``retry_after``.
+    ``hang()`` makes requests wait without an answer until ``release()``.
     Requests are handled on the server's own threads; ``_lock`` guards the lists.
     """
 
@@ -397,6 +427,8 @@ class BotApi:
         self.answer_429 = 0
         self.retry_after = 1
         self._lock = threading.Lock()  # guards requests, problems and answer_429
+        self._answering = threading.Event()  # cleared: requests hang
+        self._answering.set()
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -411,7 +443,14 @@ class BotApi:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def hang(self) -> None:
+        self._answering.clear()
+
+    def release(self) -> None:
+        self._answering.set()
+
     def close(self) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()
 
@@ -423,6 +462,7 @@ class BotApi:
         if ok:
             record["token"], record["method"] = parts[0][3:], parts[1]
             record.update(self._fields(h.headers.get("Content-Type", ""), body))
+        self._answering.wait(WAIT * 5)
         with self._lock:
             self.requests.append(record)
             if not ok:
