@@ -121,7 +121,7 @@ class Postproc:
         self.args = list(args)
         self.state = state or str(tmp_path / "state.sqlite")
         self.log = str(tmp_path / "postproc.log") if log else None
-        self.stdout = str(tmp_path / f"stdout-{self.name}.txt")
+        self.stdout = str(tmp_path / f"stdout-{uuid.uuid4().hex}.txt")
         self.env = {**os.environ, **(env or {})}
         self.proc: Optional[subprocess.Popen] = None
         self._log_offset = 0
