@@ -105,7 +105,7 @@ def test_exec_lines(units):
     assert postproc[:2] == [VENV_PYTHON, "postproc.py"]
     # The two daemons must meet on the same socket name.
     emit = pancake[pancake.index("--emit") + 1]
-    assert emit == "ppp" and postproc[2] == emit
+    assert emit == "/run/raspberry-pancake/ppp" and postproc[2] == emit
     convert = postproc.index("--convert")
     assert postproc[convert + 1 : convert + 3] == ["mp4", "12"]
     assert pancake[pancake.index("--fps") + 1] == "12"  # recording and conversion fps match

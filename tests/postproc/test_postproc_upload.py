@@ -269,3 +269,58 @@ def test_trigger_during_upload_is_skipped_and_sigterm_keeps_the_rest(postproc, d
     pp.wait_log("uploaded 20240102-0003.mp4", timeout=120)
     assert remote_files(sshd.remote) == expect_tree(mp4)
     assert pp.stop() == 0
+
+
+def test_one_failing_file_does_not_hold_the_others_back(postproc, dirs, ftpd):
+    """On the server, a directory has the name the second file needs: that file fails
+    each time while every other one goes through, and nothing is dropped."""
+    h264, mp4 = dirs
+    blocked = os.path.join(ftpd.remote, "cam/2024/01/02/20240102-0002.mp4")
+    os.makedirs(os.path.join(blocked, "inside"))
+    pp = postproc(
+        "--convert", str(mp4), "12", "--converter", "builtin", "--upload-after-convert", "1",
+        *ftpd.ftp_flag("cam"),
+    ).start()  # fmt: skip
+    names = [f"20240102-{i:04d}" for i in range(1, 15)]
+    for name in names:
+        pp.send({"h264": make_h264(str(h264 / f"{name}.h264"), 6, 12)})
+        if name.endswith("0002"):
+            pp.wait_log("upload to ftp:")
+            wait_until(lambda: "did not work" in pp.new_log() or "failed" in pp.new_log())
+        else:
+            pp.wait_log(f"uploaded {name}.mp4")
+    assert pp.stop() == 0
+    log = pp.log_text()
+    assert "dropped" not in log
+    assert "upload of 20240102-0002.mp4 to ftp:" in log
+    uploaded = expect_tree(mp4, "cam")
+    del uploaded["cam/2024/01/02/20240102-0002.mp4"]
+    assert {k: v for k, v in remote_files(ftpd.remote).items() if "0002" not in k} == uploaded
+
+
+def test_a_failing_file_is_retried_with_backoff_then_given_up(postproc, dirs, ftpd):
+    h264, mp4 = dirs
+    os.makedirs(os.path.join(ftpd.remote, "cam/2024/01/02/20240102-0001.mp4/inside"))
+    pp = postproc(
+        "--convert", str(mp4), "12", "--converter", "builtin", "--upload-after-convert", "1",
+        *ftpd.ftp_flag("cam"), "--upload-retry", "0.5", "--upload-attempts", "3",
+    ).start()  # fmt: skip
+    for i in range(1, 60):
+        pp.send({"h264": make_h264(str(h264 / f"20240102-{i:04d}.h264"), 6, 12)})
+        if i > 1:
+            pp.wait_log(f"uploaded 20240102-{i:04d}.mp4")
+        if "given up" in pp.new_log():
+            break
+    else:
+        raise AssertionError("the failing file was never given up")
+    # One more file after it was given up: the failing one is not tried again.
+    pp.send({"h264": make_h264(str(h264 / "20240102-0100.h264"), 6, 12)})
+    pp.wait_log("uploaded 20240102-0100.mp4")
+    assert pp.stop() == 0
+    log = pp.log_text()
+    assert "failed (attempt 1 of 3)" in log and "retry in 0 s" in log
+    assert "failed (attempt 2 of 3)" in log and "retry in 1 s" in log
+    assert "given up after 3 failed attempts" in log
+    assert "the mp4 stays in the mp4 directory" in log
+    assert log.count("upload of 20240102-0001.mp4 to ") == 3  # two failures, then given up
+    assert os.path.exists(mp4 / "20240102-0001.mp4")
