@@ -221,3 +221,35 @@ def test_datagram_from_another_user_is_dropped(receiver, tmp_path, caplog):
     assert first is None
     assert second is not None and second.h264 == str(good)
     assert any("from uid 65534" in r.getMessage() for r in caplog.records)
+
+
+def test_state_file_of_the_previous_version_is_taken_over(tmp_path):
+    """A WAL-mode file without the newer columns and tables keeps its work."""
+    import sqlite3
+
+    path = str(tmp_path / "old.sqlite")
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(
+        "CREATE TABLE conversions (id INTEGER PRIMARY KEY AUTOINCREMENT, h264 TEXT NOT NULL,"
+        " detection INTEGER, accepted REAL NOT NULL);"
+        "CREATE TABLE uploads (id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL,"
+        " mp4 TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, UNIQUE (destination, mp4));"
+        "CREATE TABLE notifications (id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL,"
+        " text TEXT NOT NULL, video TEXT);"
+        "INSERT INTO conversions (h264, detection, accepted) VALUES ('/h/a.h264', NULL, 1);"
+        "INSERT INTO uploads (destination, mp4, attempts) VALUES ('d', '/m/a.mp4', 2);"
+    )
+    db.commit()
+    db.close()
+    store = StateStore(path)
+    assert [c.h264 for c in store.pending_conversions()] == ["/h/a.h264"]
+    (up,) = store.pending_uploads("d")
+    assert (up.mp4, up.attempts, up.next_try) == ("/m/a.mp4", 2, 0.0)
+    assert store.add_conversion("/h/b.h264", None, "1:2:3") is not None
+    assert store.add_conversion("/h/b.h264", True, "1:2:3") is None  # the same file again
+    assert store.add_conversion("/h/b.h264", None, "1:2:4") is not None  # a new file, same name
+    store.close()
+    # WAL is the only mode a file remembers; the store left it for its kept journal.
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] != "wal"
+    assert os.path.exists(path + "-journal") and not os.path.exists(path + "-wal")
