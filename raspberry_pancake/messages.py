@@ -99,7 +99,7 @@ def decode(data: bytes) -> Message:
         raise ProtocolError(f"not a JSON object but {type(obj).__name__}")
     unknown = set(obj) - {"h264", "detection"}
     if unknown:
-        raise ProtocolError(f"unknown keys {sorted(unknown)[:5]}")
+        raise ProtocolError(f"unknown keys {[key[:20] for key in sorted(unknown)[:3]]}")
     h264 = obj.get("h264")
     detection = obj.get("detection")
     if "h264" in obj and not (isinstance(h264, str) and h264):

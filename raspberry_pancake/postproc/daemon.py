@@ -23,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Deque, List, Optional
+from typing import Deque, Iterator, List, Optional
 
 from ..exc import StateFullError
 from ..messages import Message
@@ -128,7 +128,8 @@ class Daemon:
             try:
                 identity = self.rules.check(message.h264)
             except RejectedPath as e:
-                logger.warning("dropped a message: %s", e)
+                reason = str(e)  # a path may be as long as a datagram
+                logger.warning("dropped a message: %s", reason[:300] + "..." * (len(reason) > 300))
                 return
             if self.store.add_conversion(message.h264, message.detection, identity) is None:
                 logger.debug("ignored a repeated message for %s", message.h264)
@@ -271,9 +272,12 @@ class Daemon:
                 else:
                     self._receive_all()
 
-    def _receive_all(self) -> None:
-        """Read and store datagrams until none waits, or one cannot be stored."""
-        while not self._unstored:
+    def _received(self) -> Iterator[Message]:
+        """The messages waiting in the socket, read one at a time until none is left.
+
+        A datagram that is bad in any way costs one log line, never the loop.
+        """
+        while True:
             try:
                 message = self.receiver.receive()
             except (BlockingIOError, InterruptedError):
@@ -281,11 +285,18 @@ class Daemon:
             except OSError as e:
                 logger.error("receiving failed: %s", e)
                 return
-            except Exception as e:  # noqa: BLE001 - one datagram must never end postproc
+            except Exception as e:  # one datagram must never end postproc
                 logger.error("dropped a datagram: %s: %s", type(e).__name__, e)
                 continue
             if message is not None:
-                self._store(message)
+                yield message
+
+    def _receive_all(self) -> None:
+        """Read and store datagrams until none waits, or one cannot be stored."""
+        for message in self._received():
+            self._store(message)
+            if self._unstored:
+                return  # the rest stays in the socket
 
     def _store(self, message: Message) -> None:
         try:
@@ -299,7 +310,7 @@ class Daemon:
                     message.encode().decode(),
                 )
             self._unstored.append(message)
-        except Exception as e:  # noqa: BLE001 - one message must never end postproc
+        except Exception as e:  # one message must never end postproc
             logger.error("could not queue %s: %s: %s", message, type(e).__name__, e)
 
     def _store_unstored(self) -> None:
@@ -310,27 +321,14 @@ class Daemon:
             except StateFullError:
                 self._unstored.appendleft(message)
                 return
-            except Exception as e:  # noqa: BLE001 - one message must never end postproc
+            except Exception as e:  # one message must never end postproc
                 logger.error("could not queue %s: %s: %s", message, type(e).__name__, e)
         logger.info("the state file takes writes again: waiting messages are stored")
 
     def _close_socket(self) -> None:
         """Refuse new datagrams, store every one the kernel already took, then close."""
         self.receiver.stop_receiving()
-        queued = []
-        while True:
-            try:
-                message = self.receiver.receive()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as e:
-                logger.error("receiving failed: %s", e)
-                break
-            except Exception as e:  # noqa: BLE001 - one datagram must never end postproc
-                logger.error("dropped a datagram: %s: %s", type(e).__name__, e)
-                continue
-            if message is not None:
-                queued.append(message)
+        queued = list(self._received())
         if queued:
             logger.info("storing %s message(s) received before the stop", len(queued))
         if self._unstored:

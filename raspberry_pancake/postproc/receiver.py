@@ -81,9 +81,14 @@ class Receiver:
                 os.mkdir(directory, 0o700)
             except OSError as e:
                 raise ConfigError(f"socket directory {directory!r}: {e.strerror}") from None
-        _check_private_directory(directory, self._uid)
-        if os.path.lexists(path):
-            self._remove_stale(path)
+        try:
+            _check_private_directory(directory, self._uid)
+            if os.path.lexists(path):
+                self._remove_stale(path)
+        except AddressInUseError:
+            raise
+        except OSError as e:
+            raise ConfigError(f"socket {path!r}: {e.strerror or e}") from None
         try:
             self.sock.bind(path)
         except OSError as e:

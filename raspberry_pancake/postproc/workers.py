@@ -320,7 +320,7 @@ class UploadWorker(Worker):
         else:
             try:
                 retries = [u.next_try for u in self._pending() if u.next_try > 0]
-            except Exception:  # noqa: BLE001 - a failing state file is reported by rounds
+            except Exception:  # a failing state file is reported by the rounds
                 retries = []
             wait = min(retries) - time.time() if retries else self.idle
         return min(max(wait, 0.0), self.idle) + 0.05
