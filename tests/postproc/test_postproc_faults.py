@@ -129,16 +129,23 @@ def test_full_mp4_directory_with_the_builtin_converter(postproc, tmpfs, tmp_path
     assert pp.stop() == 0
 
 
-def test_full_state_disk_keeps_every_message(postproc, tmpfs, tmp_path):
-    """The state file's own reserve takes new work while its file system is full."""
+def postproc_with_a_full_state_disk(postproc, tmpfs, tmp_path):
+    """A running postproc whose state file lies on a 2 MiB tmpfs, then filled up.
+
+    Returns (postproc, h264 dir, mp4 dir, state file, filler file).
+    """
     h264, mp4 = tmp_path / "h264", tmp_path / "mp4"
     h264.mkdir()
     mp4.mkdir()
     state_dir = tmpfs("state", "2m")
     state = str(state_dir / "state.sqlite")
-    args = ("--convert", str(mp4), "12", "--converter", "builtin")
-    pp = postproc(*args, state=state).start()
-    filler = fill(state_dir)
+    pp = postproc("--convert", str(mp4), "12", "--converter", "builtin", state=state).start()
+    return pp, h264, mp4, state, fill(state_dir)
+
+
+def test_full_state_disk_keeps_every_message(postproc, tmpfs, tmp_path):
+    """The state file's own reserve takes new work while its file system is full."""
+    pp, h264, mp4, _, filler = postproc_with_a_full_state_disk(postproc, tmpfs, tmp_path)
     first = [make_h264(str(h264 / f"20240102-06{i:02d}.h264"), 6, 12) for i in range(5)]
     for clip in first:
         pp.send({"h264": clip})
@@ -159,14 +166,7 @@ def test_full_state_disk_keeps_every_message(postproc, tmpfs, tmp_path):
 
 def test_state_disk_full_beyond_the_reserve_holds_messages_back(postproc, tmpfs, tmp_path):
     """With the reserve used up, messages wait (in postproc, then in pancake's emitter)."""
-    h264, mp4 = tmp_path / "h264", tmp_path / "mp4"
-    h264.mkdir()
-    mp4.mkdir()
-    state_dir = tmpfs("state", "2m")
-    state = str(state_dir / "state.sqlite")
-    args = ("--convert", str(mp4), "12", "--converter", "builtin")
-    pp = postproc(*args, state=state).start()
-    filler = fill(state_dir)
+    pp, h264, mp4, state, filler = postproc_with_a_full_state_disk(postproc, tmpfs, tmp_path)
     # Use the reserve up from outside, as a long episode of a full disk would.
     db = sqlite3.connect(state, timeout=30)
     db.execute("CREATE TABLE ballast (b BLOB)")
