@@ -66,11 +66,19 @@ def test_sigterm_restarts_while_telegram_hangs_lose_nothing(postproc, dirs, bot_
         done_sending.set()
         emitter.close()
     assert emitter.dropped == 0
+
+    def stored():
+        log = pp.log_text()
+        clips = sum(1 for m in messages if "h264" in m and f"accepted {m['h264']}\n" in log)
+        return clips, log.count("queued notification 'Detection changed to")
+
+    try:  # the last ones sent may still be on their way through the socket
+        wait_until(lambda: stored() == (32, 90), what="every message stored")
+    except AssertionError:
+        pass
+    assert stored() == (32, 90)
     log = pp.log_text()
     assert log.count("stopping on SIGTERM") == 3
-    stored_clips = sum(1 for m in messages if "h264" in m and f"accepted {m['h264']}\n" in log)
-    stored_edges = log.count("queued notification 'Detection changed to")
-    assert (stored_clips, stored_edges) == (32, 90)
     for m in messages:
         if "h264" in m:
             assert log.count(f"accepted {m['h264']}\n") == 1, m

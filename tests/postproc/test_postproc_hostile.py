@@ -360,23 +360,30 @@ def test_kill9_during_an_ftp_upload_leaves_no_login_file(postproc, dirs, tmp_pat
     pp.send({"h264": make_h264(str(h264 / "20240102-0304.h264"), 36, 12, (640, 360))})
     found = {}
 
-    def ncftpput_running():
-        for pid in os.listdir("/proc"):
+    def ncftpput_started():
+        for pid in os.listdir("/proc"):  # only the children of this test's postproc
             try:
+                parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                if argv[0] == b"ncftpput":
+                if parent == pp.proc.pid and argv[0] == b"ncftpput":
                     login = argv[argv.index(b"-f") + 1].decode()
-                    found["argv"] = argv
+                    found["argv"], found["pid"] = argv, pid
                     found["login"] = os.readlink(f"/proc/{pid}/fd/{login.rsplit('/', 1)[1]}")
                     return True
             except (OSError, ValueError, IndexError):
                 continue
         return False
 
-    wait_until(ncftpput_running, timeout=120, what="ncftpput uploading")
+    def gone(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+
+    wait_until(ncftpput_started, timeout=120, what="ncftpput uploading")
     assert found["login"].startswith("/memfd:")  # in memory only, never a file
     assert FtpServer.password.encode() not in b" ".join(found["argv"])
     pp.proc.send_signal(signal.SIGKILL)
     pp.proc.wait()
-    wait_until(lambda: not ncftpput_running(), what="ncftpput gone with postproc")
+    wait_until(lambda: gone(found["pid"]), what="ncftpput gone with postproc")
     assert os.listdir(tmpdir) == []
