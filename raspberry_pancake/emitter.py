@@ -69,6 +69,12 @@ class Emitter:
             self._queue.append(message)
             self._cond.notify()
 
+    @property
+    def backlog(self) -> int:
+        """Messages waiting to be sent; any thread."""
+        with self._cond:
+            return len(self._queue)
+
     def close(self, timeout: float = 3.0) -> None:
         """Give waiting messages ``timeout`` seconds to go out, then stop."""
         with self._cond:

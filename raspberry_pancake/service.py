@@ -20,6 +20,7 @@ from .sdnotify import Notifier
 from .web.access import Auth
 from .web.app import make_app
 from .web.auth import load_password_file
+from .web.health import HealthReport
 from .web.hosts import HostPolicy
 from .web.live import FrameBroadcaster
 from .web.password_file import PasswordFile
@@ -95,8 +96,25 @@ class PancakeService:
             max_stream_fps=args.max_stream_fps,
             hosts=HostPolicy(args.allow_host),
             proxies=TrustedProxies(args.trusted_proxy),
+            health=self._health_report(),
         )
         return GuardedHTTPServer(app)
+
+    def _health_report(self) -> HealthReport:
+        directories = []
+        if self.args.record_continuous:
+            directories.append(("continuous", self.args.record_continuous))
+        if self.args.record_detection:
+            directories.append(("detection", self.args.record_detection[1]))
+        pipeline = self.pipeline
+        return HealthReport(
+            self.camera,
+            self.broadcaster,
+            self.args.max_stream_fps,
+            writer=pipeline.writer if pipeline else None,
+            emitter=pipeline.emitter if pipeline else None,
+            directories=directories,
+        )
 
     def _listen(self) -> None:
         try:

@@ -90,3 +90,35 @@ def test_wrong_password_shows_an_error(browser, pancake, tmp_path):
     assert "Wrong password" in page.inner_text(".error")
     page.goto(p.url + "/")
     assert page.url.endswith("/login")
+
+
+def test_stream_mjpg_plays_in_an_img_tag(browser, pancake):
+    """Chromium decodes /stream.mjpg in a plain <img>, as a dashboard page would show it.
+
+    The test page is served from the camera's own origin, so that the pictures
+    can be read back through a canvas and told apart.
+    """
+    p = pancake("--camera", "sim", "--resolution", "320", "240", "--fps", "15")
+    page = browser.new_page()
+    html = '<img id="stream" src="/stream.mjpg"><canvas id="c" width="320" height="240"></canvas>'
+    page.route(
+        p.url + "/dashboard.html",
+        lambda route: route.fulfill(status=200, content_type="text/html", body=html),
+    )
+    page.goto(p.url + "/dashboard.html")
+    page.wait_for_function("document.getElementById('stream').naturalWidth === 320")
+    fingerprint = """() => {
+        const c = document.getElementById('c'), ctx = c.getContext('2d');
+        ctx.drawImage(document.getElementById('stream'), 0, 0);
+        const d = ctx.getImageData(0, 0, 320, 240).data;
+        let h = 0;
+        for (let i = 0; i < d.length; i += 7) { h = (h * 31 + d[i]) >>> 0; }
+        return h;
+    }"""
+    seen = set()
+    for _ in range(200):
+        seen.add(page.evaluate(fingerprint))
+        if len(seen) >= 5:
+            break
+        page.wait_for_timeout(100)
+    assert len(seen) >= 5, f"the picture changed only {len(seen)} times"

@@ -117,14 +117,16 @@ class _Liveness:
 
     ``owed_since`` is the monotonic time of the first capture, since this output's
     last delivery, at which it wanted a frame; None while it has nothing owed.
+    ``delivered`` is the monotonic time of its last delivery (None before the first).
     """
 
-    __slots__ = ("label", "output", "owed_since")
+    __slots__ = ("label", "output", "owed_since", "delivered")
 
     def __init__(self, label: str, output: Output):
         self.label = label
         self.output = output
         self.owed_since: Optional[float] = None
+        self.delivered: Optional[float] = None
 
 
 class Camera(ABC):
@@ -152,8 +154,8 @@ class Camera(ABC):
         self.rgb_output: Optional[Output] = None
         self.rgb_size: Size = settings.resolution
         self._started = False
-        # guards _last_frame_monotonic and every _Liveness.owed_since, written by the
-        # capture and delivering threads and read by the watchdog
+        # guards _last_frame_monotonic and every _Liveness.owed_since and .delivered,
+        # written by the capture and delivering threads, read by the watchdog and /health
         self._liveness_lock = threading.Lock()
         self._last_frame_monotonic: Optional[float] = None
         self._liveness: Dict[str, _Liveness] = {}  # by kind, in registration order
@@ -238,6 +240,12 @@ class Camera(ABC):
                 problems.append(f"{label} has delivered nothing for {now - since:.1f} s")
         return problems
 
+    def last_deliveries(self) -> Dict[str, Optional[float]]:
+        """For each registered output kind ("h264", "jpeg", "rgb"): when it last got a
+        frame (time.monotonic()), None before the first; any thread."""
+        with self._liveness_lock:
+            return {kind: w.delivered for kind, w in self._liveness.items()}
+
     # delivery (capture and encoder threads)
 
     def _mark_alive(self) -> None:
@@ -272,5 +280,7 @@ class Camera(ABC):
             return
         watched = self._liveness_of.get(id(output))
         if watched is not None:
+            now = time.monotonic()
             with self._liveness_lock:
                 watched.owed_since = None
+                watched.delivered = now

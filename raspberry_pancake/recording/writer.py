@@ -7,7 +7,8 @@ import logging
 import os
 import threading
 from collections import deque
-from typing import Callable, Deque, Dict, Optional
+from dataclasses import dataclass
+from typing import Callable, Deque, Dict, List, Optional
 
 from ..messages import Message
 from .actions import Close, Emit, Open, RecordingFile, Write
@@ -38,6 +39,16 @@ class _OpenFile:
         # after a lost frame, the next frames are useless until a keyframe
         self.need_keyframe = False
         self.frames = 0
+
+
+@dataclass(frozen=True)
+class RecordingStatus:
+    """A file being written, as /health reports it."""
+
+    name: str
+    path: Optional[str]  # None while the file could not be created
+    size: int
+    frames: int
 
 
 class DiskWriter:
@@ -74,8 +85,11 @@ class DiskWriter:
         self._damaged: set = set()  # files that lost a frame in the queue
         self._dropping = 0  # frames dropped since the queue was last accepting
         self.frames_dropped = 0
-        # writer thread only
+        # written on the writer thread only; guards _files' membership for readers
+        # elsewhere (their sizes are read as they are: at worst a batch behind)
+        self._files_lock = threading.Lock()
         self._files: Dict[RecordingFile, _OpenFile] = {}
+        # writer thread only
         self._failing: Optional[int] = None  # errno of the failure being reported
         self._lost_while_failing = 0
         self.frames_written = 0
@@ -127,6 +141,20 @@ class DiskWriter:
         """Frames waiting for the disk."""
         with self._cond:
             return self._queued_frames
+
+    # status (any thread)
+
+    def recordings(self) -> List[RecordingStatus]:
+        """The files being written."""
+        with self._files_lock:
+            files = list(self._files.items())
+        return [RecordingStatus(f.name, f.path, state.size, state.frames) for f, state in files]
+
+    @property
+    def write_error(self) -> Optional[str]:
+        """The error writes are failing with right now (say "ENOSPC"), or None."""
+        failing = self._failing  # one read of a value the writer thread replaces whole
+        return None if failing is None else errno.errorcode.get(failing, str(failing))
 
     # lifecycle (main thread)
 
@@ -183,7 +211,9 @@ class DiskWriter:
         if isinstance(action, Write):
             self._write(action.file, action.frame)
         elif isinstance(action, Open):
-            self._files[action.file] = _OpenFile(self._open(action.file))
+            state = _OpenFile(self._open(action.file))
+            with self._files_lock:
+                self._files[action.file] = state
         elif isinstance(action, Close):
             self._close(action)
         elif isinstance(action, Emit):
@@ -259,7 +289,8 @@ class DiskWriter:
 
     def _close(self, action: Close) -> None:
         file = action.file
-        state = self._files.pop(file, None)
+        with self._files_lock:
+            state = self._files.pop(file, None)
         if state is None or state.fd is None:
             logger.error("%s was never written: nothing to announce", file.name)
             return

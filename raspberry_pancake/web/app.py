@@ -16,8 +16,10 @@ import tornado.web
 
 from .access import RETRY_AFTER, Auth, Verdict
 from .base import BaseHandler
+from .health import HealthHandler, HealthReport
 from .hosts import HostPolicy
 from .live import FrameBroadcaster, LiveViewSocket
+from .mjpeg import MjpegStreamHandler, SnapshotHandler
 from .proxy import TrustedProxies
 
 logger = logging.getLogger(__name__)
@@ -170,19 +172,23 @@ def make_app(
     hosts: Optional[HostPolicy] = None,
     proxies: Optional[TrustedProxies] = None,
     root: str = ROOT,
+    health: Optional[HealthReport] = None,
 ) -> tornado.web.Application:
+    """The application; ``/health`` is served when ``health`` is given."""
     auth = auth or Auth()
+    stream = {"broadcaster": broadcaster, "max_stream_fps": max_stream_fps, "auth": auth}
+    routes = [
+        (r"/", IndexHandler, {"auth": auth}),
+        (r"/login", LoginHandler, {"auth": auth}),
+        (r"/logout", LogoutHandler, {"auth": auth}),
+        (r"/websocket", LiveViewSocket, stream),
+        (r"/stream\.mjpg", MjpegStreamHandler, stream),
+        (r"/snapshot\.jpg", SnapshotHandler, {"broadcaster": broadcaster, "auth": auth}),
+    ]
+    if health is not None:
+        routes.append((r"/health", HealthHandler, {"report": health, "auth": auth}))
     return PancakeApplication(
-        [
-            (r"/", IndexHandler, {"auth": auth}),
-            (r"/login", LoginHandler, {"auth": auth}),
-            (r"/logout", LogoutHandler, {"auth": auth}),
-            (
-                r"/websocket",
-                LiveViewSocket,
-                {"broadcaster": broadcaster, "max_stream_fps": max_stream_fps, "auth": auth},
-            ),
-        ],
+        routes,
         hosts=hosts or HostPolicy(),
         proxies=proxies or TrustedProxies(),
         auth=auth,
