@@ -26,8 +26,8 @@ class H264Encoder:
         ctx.time_base = Fraction(1, fps)
         ctx.framerate = Fraction(fps, 1)
         ctx.gop_size = fps
-        ctx.max_b_frames = 0
         ctx.options = {
+            "bf": "0",  # no B-frames (PyAV 10, Debian 12's, has no max_b_frames attribute)
             "preset": "ultrafast",
             "tune": "zerolatency",
             "crf": str(crf),

@@ -49,8 +49,7 @@ def make_h264(path: str, frames: int, fps: int = 12, size=(320, 240)) -> str:
     ctx.time_base = Fraction(1, fps)
     ctx.framerate = fps
     ctx.gop_size = fps
-    ctx.max_b_frames = 0
-    ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "keyint": str(fps)}
+    ctx.options = {"bf": "0", "preset": "ultrafast", "tune": "zerolatency", "keyint": str(fps)}
     w, h = size
     ramp = np.tile(np.arange(w, dtype=np.uint8), (h, 1))
     with open(path, "wb") as out:
