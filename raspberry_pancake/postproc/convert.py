@@ -19,6 +19,7 @@ import os
 import shutil
 import stat
 import threading
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import List, Optional
@@ -171,6 +172,9 @@ class BuiltinConverter(Converter):
                 in_stream = container.streams.video[0]
                 with av.open(dst, "w", format="mp4") as sink:
                     out_stream = _copy_stream(sink, in_stream)
+                    # PyAV 10 (Debian 12's) warns that this also sets the time base of
+                    # the copied decoder context; the stream's time base is what we want
+                    warnings.filterwarnings("ignore", "Using CodecContext.time_base for decoders")
                     out_stream.time_base = time_base
                     frames = 0
                     for packet in container.demux(in_stream):
@@ -179,9 +183,7 @@ class BuiltinConverter(Converter):
                         if stop.is_set():
                             raise StoppedError("conversion interrupted by shutdown")
                         packet.stream = out_stream
-                        packet.time_base = time_base
-                        packet.pts = packet.dts = frames
-                        packet.duration = 1
+                        _place(packet, frames, rate)
                         sink.mux(packet)
                         frames += 1
                     if frames == 0:
@@ -190,6 +192,22 @@ class BuiltinConverter(Converter):
             if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
                 raise NoSpaceError(f"PyAV: {e}", 0) from None
             raise ConversionError(f"PyAV: {e}") from None
+
+
+def _place(packet, index: int, rate: Fraction) -> None:
+    """Time ``packet`` as frame ``index`` of a stream at ``rate``, one frame long."""
+    try:
+        packet.duration = 1
+    except AttributeError:
+        # PyAV before 11 (Debian 12 has 10) cannot set a packet's duration: keep the
+        # one the H.264 parser gave it, in a time base where it lasts one frame
+        ticks = packet.duration
+        if ticks > 0:
+            packet.time_base = 1 / (rate * ticks)
+            packet.pts = packet.dts = index * ticks
+            return
+    packet.time_base = 1 / rate
+    packet.pts = packet.dts = index
 
 
 def _copy_stream(container, template):
