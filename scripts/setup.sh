@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Raspberry Pancake needs on Debian/Ubuntu (or Raspberry Pi OS) and
-# creates .venv. "--dev" adds what the tests use. Safe to run again: it installs
-# only what is missing. Used by scripts/demo.sh and scripts/test.sh.
+# creates .venv. "--dev" adds what the tests use and, on Debian 12, .venv-os: a
+# venv on Debian's own python3 packages, the versions Raspberry Pi OS Bookworm
+# installs, for the suite's second run. Safe to run again: it installs only what
+# is missing. Used by scripts/demo.sh and scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,15 @@ packages=(python3 python3-venv python3-pip ffmpeg fonts-dejavu-core)
 if [ "$dev" = yes ]; then
   packages+=(ncftp openssh-server openssh-client chromium faketime iproute2 procps systemd)
 fi
+# Debian 12's own Python libraries, and the players the viewer tests drive
+os_packages=no
+os_release=$(. /etc/os-release 2>/dev/null && echo "${ID:-} ${VERSION_ID:-}" || true)
+if [ "$dev" = yes ] && { [ "$os_release" = "debian 12" ] || [ "$os_release" = "raspbian 12" ]; }; then
+  os_packages=yes
+  packages+=(python3-tornado python3-numpy python3-pil python3-av python3-paho-mqtt)
+  packages+=(python3-pytest python3-pytest-timeout python3-pyftpdlib)
+fi
+[ "$dev" = yes ] && packages+=(vlc-bin vlc-plugin-base)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -31,3 +42,12 @@ fi
 requirements=requirements.txt
 [ "$dev" = yes ] && requirements=requirements-dev.txt
 .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
+
+if [ "$os_packages" = yes ]; then
+  # Debian's python, seeing apt's packages; pip adds only what Debian lacks (test
+  # tools): requirements.txt's lower bounds are Debian's versions
+  if [ ! -x .venv-os/bin/python ]; then
+    /usr/bin/python3 -m venv --system-site-packages .venv-os
+  fi
+  .venv-os/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+fi
