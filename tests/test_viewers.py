@@ -280,31 +280,30 @@ def test_vlc_plays_the_stream(pancake, world_writable_dir):
 
 
 def test_snapshot_while_nobody_watches_is_a_new_frame(pancake):
-    fps = 12
-    p = pancake("--camera", "sim", "--fps", str(fps))
+    p = pancake("--camera", "sim", "--fps", "12")
     client = MjpegClient(p.port)
     streamed = client.next_part()
     client.close()
     wait_for_health(p, lambda s, r: r["live_view"]["viewers"] == 0, "the viewer to leave")
     # nothing is encoded while nobody watches: the live-view output falls silent
     # while the camera itself keeps delivering frames
+    idle = 1.0
     wait_for_health(
         p,
         lambda s, r: (
-            r["camera"]["outputs"]["jpeg"]["last_frame_age_seconds"] > 1.0
-            and r["camera"]["last_frame_age_seconds"] < 1.0
+            r["camera"]["outputs"]["jpeg"]["last_frame_age_seconds"] > idle
+            and r["camera"]["last_frame_age_seconds"] < idle
             and not r["camera"]["outputs"]["jpeg"]["encoding"]
         ),
         "the JPEG encoder to rest",
     )
-    asked = time.time()
+    idle_seen = time.time()  # no JPEG since idle_seen - idle at the latest
     status, headers, body = fetch(p.url + "/snapshot.jpg")
     assert status == 200 and headers["Content-Type"] == "image/jpeg"
     check_jpeg(body)
     assert body != streamed.data
-    # a frame captured for this request (the camera may have been drawing it already)
-    assert float(headers["X-Timestamp"]) >= asked - 1.0 / fps - 0.05
-    assert float(headers["X-Timestamp"]) > streamed.captured + 1.0
+    # so the camera encoded this one for the request: a kept picture would be older
+    assert float(headers["X-Timestamp"]) > idle_seen - idle
     report = health(p)[1]
     assert report["live_view"]["viewers"] == 0
     assert not report["camera"]["outputs"]["jpeg"]["encoding"]

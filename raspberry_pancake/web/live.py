@@ -130,11 +130,12 @@ class ViewerPacer:
 
     The cap works on the frames' monotonic capture times: a viewer gets at most
     one frame per slot of 1/max_stream_fps of camera time, whatever the wall
-    clock does. Slots are shared with the camera's rhythm, so waiting for the cap is waiting for a later frame, which
-    costs nothing, rather than a timer per viewer per frame. The slots keep the
-    long-run rate exactly at the cap; a frame up to ``SLOT_SLACK`` of a slot
-    before its slot (camera jitter) may take it. A guard on the send times stops
-    a viewer that was slow from getting a burst when it catches up.
+    clock does. Slots are shared with the camera's rhythm, so waiting for the
+    cap is waiting for a later frame, which costs nothing, rather than a timer
+    per viewer per frame. The slots keep the long-run rate exactly at the cap;
+    a frame up to ``SLOT_SLACK`` of a slot before its slot (camera jitter) may
+    take it. A guard on the send times stops a viewer that was slow from getting
+    a burst when it catches up.
     """
 
     def __init__(
