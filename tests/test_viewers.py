@@ -9,6 +9,7 @@ its capture time (``X-Timestamp``), which is what the freshness checks read.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import io
@@ -25,6 +26,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from email.message import Message
 from http.cookiejar import CookieJar
 from typing import Dict, List, Optional, Tuple
 
@@ -113,14 +115,22 @@ def check_jpeg(data: bytes) -> None:
         assert picture.size == SIZE
 
 
-def fetch(url: str, headers=None, opener=None) -> Tuple[int, Dict[str, str], bytes]:
-    """(status, headers, body) of a GET, whatever the status."""
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with (opener or urllib.request.build_opener()).open(request, timeout=30) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+def fetch(url: str, headers=None, opener=None) -> Tuple[int, Message, bytes]:
+    """(status, headers, body) of a GET, whatever the status; header names in any case.
+
+    A 429 (each address may try one password a second) is waited out, as the
+    ``Retry-After`` header asks, a few times.
+    """
+    for _ in range(10):
+        request = urllib.request.Request(url, headers=headers or {})
+        try:
+            with (opener or urllib.request.build_opener()).open(request, timeout=30) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            if e.code != 429:
+                return e.code, e.headers, e.read()
+            time.sleep(float(e.headers.get("Retry-After", "1")))
+    raise AssertionError(f"{url}: still 429 after ten tries")
 
 
 def health(p, opener=None) -> Tuple[int, dict]:
@@ -240,12 +250,22 @@ def world_writable_dir():
 
 
 @pytest.mark.skipif(CVLC is None, reason="Debian's vlc-bin is not installed")
-def test_vlc_plays_the_stream(pancake, world_writable_dir):
+@pytest.mark.parametrize("login", [False, True], ids=["open", "password-in-url"])
+def test_vlc_plays_the_stream(pancake, world_writable_dir, tmp_path, login):
     """VLC decodes the stream; its scene filter saves each picture it shows.
 
+    With ``--login`` the password is in the URL, as the README tells VLC users.
     VLC refuses to run as root, so it runs as nobody, as a user would run it.
     """
-    p = pancake("--camera", "sim", "--fps", "15", "--max-stream-fps", "10")
+    flags = ["--camera", "sim", "--fps", "15", "--max-stream-fps", "10"]
+    if login:
+        pw = tmp_path / "password.txt"
+        pw.write_text(hash_password(PASSWORD) + "\n")
+        flags += ["--login", str(pw)]
+    p = pancake(*flags)
+    url = p.url + "/stream.mjpg"
+    if login:
+        url = f"http://vlc:{urllib.parse.quote(PASSWORD, safe='')}@127.0.0.1:{p.port}/stream.mjpg"
     pictures = world_writable_dir
     as_nobody = (
         ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
@@ -255,8 +275,7 @@ def test_vlc_plays_the_stream(pancake, world_writable_dir):
     vlc = subprocess.Popen(
         [*as_nobody, "env", f"HOME={pictures}", CVLC, "-I", "dummy", "--no-audio",
          "--vout=dummy", "--video-filter=scene", f"--scene-path={pictures}",
-         "--scene-format=png", "--scene-ratio=1", "--scene-prefix=shown",
-         p.url + "/stream.mjpg"],
+         "--scene-format=png", "--scene-ratio=1", "--scene-prefix=shown", url],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -427,12 +446,69 @@ def test_with_login_anonymous_callers_see_only_ok(pancake, tmp_path):
     status, report = health(p)
     assert report == {"ok": True} and status == 200
     for path in ("/snapshot.jpg", "/stream.mjpg"):
-        status, _, body = fetch(p.url + path)
-        assert status in (401, 403), path
+        status, headers, body = fetch(p.url + path)
+        assert status == 401, path
+        assert headers["WWW-Authenticate"].startswith("Basic "), path
         assert b"\xff\xd8" not in body
-    opener = log_in(p)
+    opener = log_in(p)  # a browser's session cookie is as good as the password
     status, report = health(p, opener=opener)
     assert status == 200 and report["version"] == __version__ and "camera" in report
     status, headers, body = fetch(p.url + "/snapshot.jpg", opener=opener)
     assert status == 200
     check_jpeg(body)
+
+
+def basic_auth_opener(url: str, user: str, password: str) -> urllib.request.OpenerDirector:
+    """urllib's own Basic auth: it sends the password only after a 401 challenge."""
+    passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+    passwords.add_password(None, url, user, password)
+    return urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(passwords))
+
+
+def basic(user: str, password: str) -> dict:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def test_programs_log_in_with_basic_auth(pancake, tmp_path):
+    """Any user name and the password, as Home Assistant's MJPEG camera sends them."""
+    pw = tmp_path / "password.txt"
+    pw.write_text(hash_password(PASSWORD) + "\n")
+    p = pancake("--camera", "sim", "--login", str(pw))
+    for user in ("pancake", "homeassistant"):
+        opener = basic_auth_opener(p.url, user, PASSWORD)
+        status, headers, body = fetch(p.url + "/snapshot.jpg", opener=opener)
+        assert status == 200 and headers["Content-Type"] == "image/jpeg"
+        check_jpeg(body)
+        # /health challenges nobody (anonymous callers get {"ok": ...}): send it at once
+        status, headers, body = fetch(p.url + "/health", headers=basic(user, PASSWORD))
+        assert status == 200 and "camera" in json.loads(body)
+    client = MjpegClient(p.port, headers=basic("pancake", PASSWORD))
+    try:
+        assert client.response.status == 200
+        check_jpeg(client.next_part().data)
+    finally:
+        client.close()
+    for path in ("/snapshot.jpg", "/stream.mjpg", "/health"):
+        status, headers, body = fetch(p.url + path, headers=basic("pancake", "not it"))
+        if path == "/health":
+            assert status == 200 and json.loads(body) == {"ok": True}
+            continue
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Basic "), path
+        assert b"\xff\xd8" not in body
+
+
+def test_ffmpeg_sends_the_password_written_in_the_url(pancake, tmp_path):
+    """As go2rtc's and Frigate's ``ffmpeg:http://user:password@...`` inputs do."""
+    password = "p@ss: w/rd#1"
+    pw = tmp_path / "password.txt"
+    pw.write_text(hash_password(password) + "\n")
+    p = pancake("--camera", "sim", "--login", str(pw))
+    url = f"http://pancake:{urllib.parse.quote(password, safe='')}@127.0.0.1:{p.port}/stream.mjpg"
+    out = tmp_path / "restream.mp4"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", url,
+         "-frames:v", "5", "-c:v", "libx264", "-an", "-y", str(out)],
+        check=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert count_frames(out) == 5

@@ -154,19 +154,23 @@ def _age(now: float, then: Optional[float]) -> Optional[float]:
 class HealthHandler(BaseHandler):
     """``GET /health``; runs on the IOLoop.
 
-    ``allow_basic_auth`` marks it for monitoring programs: the login policy
-    accepts HTTP Basic auth on the handlers that set it, once it supports it.
+    Open to all, but only a caller who has shown the password (a session cookie,
+    or HTTP Basic auth, as monitoring programs send it) gets the details.
     """
 
+    login_required = False
     allow_basic_auth = True
 
     def initialize(self, auth, report: HealthReport, **kwargs):
         super().initialize(auth)
         self.report = report
 
+    def compute_etag(self):
+        return None  # a live report: no ETag, so no "304 Not Modified" either
+
     async def get(self):
         report = await self.report.gather()
-        if not self.auth.is_authenticated(self):
+        if self.current_user is None:
             report = {"ok": report["ok"]}  # an anonymous caller learns no more than this
         self.set_status(200 if report["ok"] else 503)
         self.set_header("Content-Type", "application/json; charset=UTF-8")

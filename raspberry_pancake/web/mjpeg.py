@@ -24,7 +24,6 @@ from typing import Optional
 
 import tornado.ioloop
 import tornado.iostream
-import tornado.web
 
 from ..camera.base import JpegFrame
 from .base import BaseHandler
@@ -66,17 +65,12 @@ def unacknowledged_bytes(sock: socket.socket) -> int:
 class ViewerEndpoint(BaseHandler):
     """Base of both endpoints: with ``--login``, only for whoever has shown the password.
 
-    ``allow_basic_auth`` marks them for clients that cannot fill in a login form
-    (Home Assistant, VLC, ffmpeg): the login policy accepts HTTP Basic auth on
-    the handlers that set it, once it supports it; until then a session cookie
-    is the only way in.
+    The clients are programs that cannot fill in a login form (Home Assistant,
+    VLC, ffmpeg), so the password may also come with HTTP Basic auth; a refused
+    caller gets 401 and the challenge. A browser's session cookie works too.
     """
 
     allow_basic_auth = True
-
-    def prepare(self):
-        if not self.auth.is_authenticated(self):
-            raise tornado.web.HTTPError(403)
 
 
 class SnapshotHandler(ViewerEndpoint):

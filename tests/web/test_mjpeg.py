@@ -34,8 +34,9 @@ class MjpegTestCase(tornado.testing.AsyncHTTPTestCase):
         """A client that asks for the stream and then reads nothing."""
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", self.get_http_port()))
-        sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: camera\r\n\r\n")
+        port = self.get_http_port()
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
         return sock
 
     async def until(self, condition, what: str, timeout: float = 20.0) -> None:
