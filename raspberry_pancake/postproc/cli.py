@@ -18,7 +18,7 @@ from ..exc import ConfigError
 from ..messages import has_control_character, is_path_address
 from ..sdnotify import Notifier
 from ..terminal import ArgumentParser, configure_logging, positive_float, positive_int
-from . import convert, secrets
+from . import convert, mqtt, secrets
 from .daemon import Daemon, Settings
 from .notify import DEFAULT_API_URL, TelegramTarget
 from .recordings import RecordingRules
@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         " file postproc-<socket_name>.sqlite)",
     )
     p.add_argument("--log", metavar="path")
+    mqtt.add_arguments(p)
     return p
 
 
@@ -274,6 +275,7 @@ def settings_from_args(args) -> Settings:
         targets=targets,
         notify_queue_size=args.notify_queue_size,
         rules=rules,
+        mqtt=mqtt.settings_from_args(args),
     )
 
 

@@ -29,6 +29,8 @@ from ..exc import StateFullError
 from ..messages import Message
 from ..sdnotify import Notifier
 from . import convert
+from .events import Events
+from .mqtt import MqttPublisher, MqttSettings
 from .notify import TelegramTarget, detection_text
 from .receiver import Receiver
 from .recordings import RecordingRules, RejectedPath
@@ -64,6 +66,7 @@ class Settings:
     targets: List[TelegramTarget] = field(default_factory=list)
     notify_queue_size: int = 8
     rules: RecordingRules = field(default_factory=RecordingRules)
+    mqtt: Optional[MqttSettings] = None
 
 
 class Daemon:
@@ -103,6 +106,11 @@ class Daemon:
             on_notification=self.wake_notifiers,
             stop=self.stop,
         )
+        self.events = (
+            Events() if settings.mqtt is None else MqttPublisher(settings.mqtt, self.upload_backlog)
+        )
+        for worker in [self.converter, *self.uploaders, *self.notifiers]:
+            worker.events = self.events
         self._signalled: Optional[int] = None
         #: Messages read but not stored yet because the state disk is full (main thread).
         self._unstored: Deque[Message] = deque()
@@ -116,6 +124,9 @@ class Daemon:
     def wake_notifiers(self) -> None:
         for worker in self.notifiers:
             worker.wake()
+
+    def upload_backlog(self) -> int:
+        return sum(self.store.upload_counts().values())
 
     # -- main thread ------------------------------------------------------------
 
@@ -138,8 +149,10 @@ class Daemon:
                 logger.info("accepted %s", message.h264)
             else:
                 logger.info("accepted %s (detection %s)", message.h264, message.detection)
+                self.events.detection(message.detection)
             self.converter.wake()
             return
+        self.events.detection(message.detection)
         text = detection_text(message.detection)
         if not self.settings.targets:
             logger.info("%s (no notifier configured)", text)
@@ -169,6 +182,7 @@ class Daemon:
         selector.register(self.receiver.sock, selectors.EVENT_READ, "socket")
         selector.register(wake_r, selectors.EVENT_READ, "wake")
         try:
+            self.events.start()
             self._start_workers()
             where = self.receiver.description
             self.notifier.ready(f"listening on {where}")
@@ -194,6 +208,7 @@ class Daemon:
             wake_w.close()
             self.receiver.close()
             self._join_workers()
+            self.events.close()
             self.store.close()
             self.notifier.close()
         return 0

@@ -24,6 +24,7 @@ from ..exc import (
     UploadError,
 )
 from . import convert
+from .events import Events
 from .notify import MAX_VIDEO_BYTES, TelegramTarget, detection_text
 from .recordings import RecordingRules, RejectedPath
 from .schedule import ConversionCounter
@@ -46,6 +47,8 @@ class Worker(threading.Thread):
     """A daemon thread that sleeps until woken (or ``idle`` seconds) and does a round."""
 
     idle = 5.0
+    #: Told what happened (the daemon sets its observer here); called from this thread.
+    events = Events()
 
     def __init__(self, name: str, stop: threading.Event):
         super().__init__(name=name, daemon=True)
@@ -221,6 +224,7 @@ class ConvertWorker(Worker):
                 self.notify_limit,
                 notes[0][1],
             )
+        self.events.recording(job.h264, mp4, job.detection)
         if notes:
             self.on_notification()
         if mp4 is not None and self.counter.add():
@@ -362,6 +366,7 @@ class UploadWorker(Worker):
             if not os.path.isfile(item.mp4):
                 logger.error("upload of %s to %s dropped: the file is gone", name, self.destination)
                 self.store.upload_done(item.id)
+                self.events.uploaded(item.mp4, str(self.destination), False, "the file is gone")
                 continue
             remote_dir = dated_dir(self.destination.remote_dir, name)
             started = time.monotonic()
@@ -371,6 +376,7 @@ class UploadWorker(Worker):
                     prepared.add(remote_dir)
                 self.destination.upload(item.mp4, remote_dir, self.stop)
             except UploadError as e:
+                self.events.uploaded(item.mp4, str(self.destination), False, str(e))
                 if not e.reachable:
                     self._away(str(e), len(due) - index, previous_away + 1)
                     return
@@ -388,6 +394,7 @@ class UploadWorker(Worker):
     def _uploaded(self, item: Upload, remote_dir: str, seconds: float) -> None:
         """One file went through: it leaves the queue."""
         self.store.upload_done(item.id)
+        self.events.uploaded(item.mp4, str(self.destination), True, remote_dir)
         logger.info(
             "uploaded %s to %s %s in %.1f s",
             os.path.basename(item.mp4),
@@ -463,6 +470,7 @@ class NotifyWorker(Worker):
             try:
                 what = self._send(note)
                 logger.info("notified %s: %s (%s)", self.target, note.text, what)
+                self.events.notified(str(self.target), note.text, True, what)
                 return
             except NotifyError as e:
                 if e.retry_after:
@@ -480,6 +488,7 @@ class NotifyWorker(Worker):
                         failures,
                         e,
                     )
+                    self.events.notified(str(self.target), note.text, False, str(e))
                     return
                 delay = 2.0**failures
                 logger.warning(
