@@ -13,6 +13,7 @@ dev=no
 packages=(python3 python3-venv python3-pip ffmpeg fonts-dejavu-core)
 if [ "$dev" = yes ]; then
   packages+=(ncftp openssh-server openssh-client chromium faketime iproute2 procps systemd)
+  packages+=(mosquitto)  # the MQTT broker the postproc --mqtt tests run
 fi
 # Debian 12's own Python libraries, and the players the viewer tests drive
 os_packages=no

@@ -61,6 +61,8 @@ class MqttSettings:
     user: Optional[str] = None
     password: Optional[str] = None
     tls: Optional[ssl.SSLContext] = None
+    #: Said in the log once logging is set up (the flags are checked before that).
+    warnings: Tuple[str, ...] = ()
 
     @property
     def client_id(self) -> str:
@@ -141,8 +143,14 @@ def settings_from_args(args) -> Optional[MqttSettings]:
     if args.mqtt_user is not None and not args.mqtt_user:
         raise ConfigError("--mqtt-user must not be empty")
     password = None
+    warnings = []
     if args.mqtt_password_file is not None:
-        password = read_password_file("--mqtt-password-file", args.mqtt_password_file)
+        path = args.mqtt_password_file
+        password = read_password_file("--mqtt-password-file", path)
+        if _readable_by_others(path):
+            warnings.append(
+                f"--mqtt-password-file: {path} can be read by other users; chmod 600 it"
+            )
     base = args.mqtt_topic if args.mqtt_topic is not None else default_base_topic()
     check_topic("--mqtt-topic", base)
     check_topic("--mqtt-discovery-prefix", args.mqtt_discovery_prefix)
@@ -156,6 +164,7 @@ def settings_from_args(args) -> Optional[MqttSettings]:
         user=args.mqtt_user,
         password=password,
         tls=tls,
+        warnings=tuple(warnings),
     )
 
 
@@ -188,12 +197,14 @@ def read_password_file(flag: str, path: str) -> str:
     password = line.rstrip("\r\n")
     if not password:
         raise ConfigError(f"{flag}: the first line of {path!r} is empty")
-    try:
-        if os.stat(path).st_mode & 0o077:
-            logger.warning("%s: %s can be read by other users; chmod 600 it", flag, path)
-    except OSError:
-        pass
     return password
+
+
+def _readable_by_others(path: str) -> bool:
+    try:
+        return bool(os.stat(path).st_mode & 0o077)
+    except OSError:
+        return False
 
 
 def tls_context(flag: str, ca_file: str) -> ssl.SSLContext:
@@ -276,6 +287,8 @@ class MqttPublisher(Events):
     # -- Events: any thread, never blocks ------------------------------------------------
 
     def start(self) -> None:
+        for warning in self.settings.warnings:
+            logger.warning("MQTT: %s", warning)
         logger.info("MQTT: publishing to %s", self.settings)
         self._thread.start()
 

@@ -18,7 +18,7 @@ import re
 from typing import Dict, List
 
 TOPIC = re.compile(
-    r"^(?P<prefix>[^#+]+)/(?P<component>[a-z_]+)/(?:(?P<node>[a-zA-Z0-9_-]+)/)?"
+    r"^(?P<prefix>[^#+]+?)/(?P<component>[a-z_]+)/(?:(?P<node>[a-zA-Z0-9_-]+)/)?"
     r"(?P<object>[a-zA-Z0-9_-]+)/config$"
 )
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -82,8 +84,16 @@ def make_ca(directory: str, name: str = "ca") -> Certificates:
 class Mosquitto(LoopbackServer):
     """mosquitto on a free loopback port; anonymous, or users from a password file; TLS."""
 
-    def __init__(self, base, users: Optional[Dict[str, str]] = None, tls: bool = False):
+    def __init__(
+        self,
+        base,
+        users: Optional[Dict[str, str]] = None,
+        tls: bool = False,
+        port: Optional[int] = None,
+    ):
         super().__init__()
+        if port is not None:
+            self.port = port
         self.binary = need_mosquitto()
         self.dir = str(base / f"mosquitto-{uuid.uuid4().hex[:8]}")
         os.makedirs(self.dir)
@@ -180,7 +190,7 @@ class Subscriber:
         if user is not None:
             self.client.username_pw_set(user, password)
         if ca is not None:
-            self.client.tls_set(ca_certs=ca)
+            self.client.tls_set_context(ssl.create_default_context(cafile=ca))
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.client.connect("127.0.0.1", broker.port, 30)
@@ -241,3 +251,83 @@ def retained(broker: Mosquitto, topics: List[str], **auth) -> Dict[str, Received
         return {t: sub.wait_for(t) for t in topics}
     finally:
         sub.close()
+
+
+# -- a gate between postproc and the broker ------------------------------------------------
+
+
+class Gate:
+    """A TCP relay on a free loopback port that the test opens and shuts.
+
+    While shut, connections are accepted and closed at once (a broker that is
+    down, seen from the client); ``cut`` also closes the relayed ones. Its own
+    threads accept and relay; ``_lock`` guards ``_open`` and ``_links``.
+    """
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self._lock = threading.Lock()  # guards _open and _links
+        self._open = False
+        self._links: List[socket.socket] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, name="gate", daemon=True).start()
+
+    def flag(self) -> List[str]:
+        return ["--mqtt", "127.0.0.1", str(self.port)]
+
+    def open(self) -> None:
+        with self._lock:
+            self._open = True
+
+    def shut(self) -> None:
+        with self._lock:
+            self._open = False
+            links, self._links = self._links, []
+        for s in links:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self.shut()
+        self._server.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            with self._lock:
+                is_open = self._open
+            if not is_open:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), 10)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._links += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
