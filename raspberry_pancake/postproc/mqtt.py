@@ -278,6 +278,7 @@ class MqttPublisher(Events):
         self._client = None
         self._connected = False
         self._republish = False
+        self._refused: Optional[str] = None
         self._published_backlog: Optional[int] = None
         self._next_attempt = 0.0
         self._delay = RETRY_DELAYS[0]
@@ -391,25 +392,25 @@ class MqttPublisher(Events):
         ) as e:  # refused, unreachable, DNS, TLS (ssl errors are OSError)
             self._failed(str(e) or type(e).__name__)
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, level: int = logging.WARNING) -> None:
         """Schedule the next attempt; log the first failure, then a reminder now and then."""
         now = time.monotonic()
         self._next_attempt = now + self._delay
         self._delay = min(self._delay * 2, RETRY_DELAYS[1])
         if self._failing_since is None:
             self._failing_since = self._last_reminder = now
-            logger.warning(
-                "MQTT: cannot reach %s:%s (%s); retrying in the background",
-                self.settings.host,
-                self.settings.port,
+            logger.log(
+                level,
+                "MQTT: no connection to %s:%s (%s); retrying in the background",
+                *self._where(),
                 reason,
             )
         elif now - self._last_reminder >= REMIND_EVERY:
             self._last_reminder = now
-            logger.warning(
-                "MQTT: still cannot reach %s:%s after %.0f s (%s)",
-                self.settings.host,
-                self.settings.port,
+            logger.log(
+                level,
+                "MQTT: still no connection to %s:%s after %.0f s (%s)",
+                *self._where(),
                 now - self._failing_since,
                 reason,
             )
@@ -446,9 +447,8 @@ class MqttPublisher(Events):
 
     def _on_connect(self, client, userdata, flags, rc, properties=None) -> None:
         code = getattr(rc, "value", rc)
-        if code != 0:
-            reason = self._why(rc, connack=True)
-            logger.error("MQTT: %s:%s refused the connection: %s", *self._where(), reason)
+        if code != 0:  # paho closes the socket next: _on_disconnect schedules the retry
+            self._refused = self._why(rc, connack=True)
             return
         if self._failing_since is not None:
             logger.info("MQTT: connected to %s:%s again", *self._where())
@@ -472,8 +472,12 @@ class MqttPublisher(Events):
                 self._why(rc),
             )
             self._delay = RETRY_DELAYS[0]
-            self._failing_since = None
-        self._failed(self._why(rc))
+            self._failing_since = self._last_reminder = time.monotonic()
+        if self._refused is not None:
+            reason, self._refused = self._refused, None
+            self._failed(f"the broker refused the connection: {reason}", logging.ERROR)
+        else:
+            self._failed(self._why(rc))
 
     def _on_message(self, client, userdata, message) -> None:
         if message.payload == msg.ONLINE.encode():
