@@ -41,6 +41,8 @@ MAX_QUEUED = 200
 RETRY_DELAYS = (1.0, 16.0)
 #: Seconds the broker gets to acknowledge "offline" when postproc stops.
 GOODBYE_SECONDS = 3.0
+#: Seconds between two announcements asked for by Home Assistant's birth messages.
+ANNOUNCE_GAP = 2.0
 #: While the broker stays unreachable, a reminder in the log this often (seconds).
 REMIND_EVERY = 600.0
 KEEPALIVE = 60
@@ -278,6 +280,8 @@ class MqttPublisher(Events):
         self._client = None
         self._connected = False
         self._republish = False
+        self._announce_at: Optional[float] = None  # a birth asked for an announcement then
+        self._last_announce = float("-inf")
         self._refused: Optional[str] = None
         self._published_backlog: Optional[int] = None
         self._next_attempt = 0.0
@@ -417,6 +421,8 @@ class MqttPublisher(Events):
 
     def _timeout(self) -> float:
         if self._client.socket() is not None:
+            if self._announce_at is not None:
+                return min(1.0, max(0.0, self._announce_at - time.monotonic()))
             return 1.0  # keepalive checks
         return min(1.0, max(0.0, self._next_attempt - time.monotonic()))
 
@@ -480,9 +486,11 @@ class MqttPublisher(Events):
             self._failed(self._why(rc))
 
     def _on_message(self, client, userdata, message) -> None:
-        if message.payload == msg.ONLINE.encode():
+        # Anyone allowed on the broker can send this: a flood costs one announcement
+        # every ANNOUNCE_GAP seconds at most.
+        if message.payload == msg.ONLINE.encode() and self._announce_at is None:
             logger.info("MQTT: Home Assistant is online; announcing the device again")
-            self._republish = True
+            self._announce_at = max(time.monotonic(), self._last_announce + ANNOUNCE_GAP)
 
     def _where(self):
         return self.settings.host, self.settings.port
@@ -503,8 +511,11 @@ class MqttPublisher(Events):
         return info.rc != self._paho.MQTT_ERR_QUEUE_SIZE
 
     def _publish_pending(self) -> None:
-        if self._republish:
+        birth = self._announce_at is not None and time.monotonic() >= self._announce_at
+        if self._republish or birth:
             self._republish = False
+            self._announce_at = None
+            self._last_announce = time.monotonic()
             self._announce()
         while self._connected:
             with self._lock:

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import struct
+import time
 import uuid
 from fractions import Fraction
 
@@ -458,6 +459,16 @@ def test_home_assistant_birth_announces_again(postproc, dirs, broker, subscriber
     pp.send({"detection": True})
     sub.wait_for(f"{base}/{msg.DETECTION}")
     assert pp.log_text().count("Home Assistant is online") == 1
+    # A stream of births (30 over 1.5 s or more) does not become 30 announcements.
+    motion = next(iter(configs))
+    before = len(sub.find(motion))
+    for _ in range(30):
+        sub.client.publish(f"{prefix}/status", b"online", qos=1).wait_for_publish()
+        time.sleep(0.05)  # spreads the births out; nothing waits on it
+    sub.wait_for(motion, count=before + 1)
+    pp.send({"detection": False})
+    sub.wait_for(f"{base}/{msg.DETECTION}", count=2)
+    assert len(sub.find(motion)) - before <= 8
 
 
 # -- the command line -------------------------------------------------------------------
