@@ -142,8 +142,13 @@ def settings_from_args(args) -> Optional[MqttSettings]:
         raise ConfigError(f"--mqtt: port {port_text!r} is not a number from 1 to 65535")
     if args.mqtt_password_file is not None and args.mqtt_user is None:
         raise ConfigError("--mqtt-password-file needs --mqtt-user")
-    if args.mqtt_user is not None and not args.mqtt_user:
-        raise ConfigError("--mqtt-user must not be empty")
+    if args.mqtt_user is not None:
+        if not args.mqtt_user:
+            raise ConfigError("--mqtt-user must not be empty")
+        try:
+            args.mqtt_user.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"--mqtt-user: {args.mqtt_user!r} is not valid UTF-8") from None
     password = None
     warnings = []
     if args.mqtt_password_file is not None:
@@ -181,7 +186,11 @@ def check_topic(flag: str, topic: str) -> None:
         raise ConfigError(f"{flag}: {topic!r} must not start with '$' (reserved by brokers)")
     if topic.startswith("/") or topic.endswith("/") or "//" in topic:
         raise ConfigError(f"{flag}: {topic!r} has an empty level (a '/' too many)")
-    if len(topic.encode()) > 1000:
+    try:
+        size = len(topic.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ConfigError(f"{flag}: {topic!r} is not valid UTF-8") from None
+    if size > 1000:
         raise ConfigError(f"{flag}: {topic!r} is too long")
 
 
@@ -266,9 +275,8 @@ class MqttPublisher(Events):
         self._paho = load_paho()
         self._lock = threading.Lock()  # guards _latest, _queue, _dropped, _backlog_stale, _closing
         self._latest: Dict[str, Payload] = {}  # subtopic -> newest payload of a retained state
-        self._queue: Deque[Tuple[str, Payload, bool]] = (
-            collections.deque()
-        )  # (sub, payload, retain)
+        # (subtopic, payload, retain) of every event and state change not published yet
+        self._queue: Deque[Tuple[str, Payload, bool]] = collections.deque()
         self._dropped = 0
         self._backlog_stale = True
         self._closing = False
@@ -305,11 +313,12 @@ class MqttPublisher(Events):
             self._thread.join(GOODBYE_SECONDS + 2.0)
             if self._thread.is_alive():
                 logger.warning("MQTT: the client thread did not finish in time")
+                return  # a daemon thread: it ends with the process; its sockets with it
         self._wake_r.close()
         self._wake_w.close()
 
     def detection(self, state: bool) -> None:
-        self._state(msg.DETECTION, msg.ON if state else msg.OFF)
+        self._enqueue(msg.DETECTION, msg.ON if state else msg.OFF, retain=True)
 
     def recording(self, h264: str, mp4: Optional[str], detection: Optional[bool]) -> None:
         finished = msg.now_iso()
@@ -322,9 +331,6 @@ class MqttPublisher(Events):
 
     def notified(self, target: str, text: str, ok: bool, detail: str) -> None:
         self._enqueue(msg.NOTIFICATION, msg.notification_payload(target, text, ok, detail), False)
-
-    def _state(self, subtopic: str, payload: str) -> None:
-        self._enqueue(subtopic, payload, retain=True)
 
     def _enqueue(self, subtopic: str, payload: Payload, retain: bool) -> None:
         with self._lock:
@@ -351,15 +357,34 @@ class MqttPublisher(Events):
     def _run(self) -> None:
         try:
             self._client = self._make_client()
-            while not self._closing_now():
+        except Exception:
+            logger.exception("MQTT: cannot set up the client; postproc goes on without MQTT")
+            return
+        while not self._closing_now():
+            try:
                 if self._client.socket() is None and time.monotonic() >= self._next_attempt:
                     self._connect()
                 self._wait_and_pump(self._timeout())
                 if self._connected:
                     self._publish_pending()
+            except Exception:  # a bug, or something paho did not expect: start afresh
+                logger.exception("MQTT: unexpected error; starting a new connection")
+                self._start_afresh()
+        try:
             self._goodbye()
         except Exception:
-            logger.exception("MQTT: the client thread failed; postproc goes on without MQTT")
+            logger.exception("MQTT: could not say goodbye to the broker")
+
+    def _start_afresh(self) -> None:
+        old, self._client = self._client, self._make_client()
+        self._connected = False
+        try:
+            sock = old.socket()
+            if sock is not None:
+                sock.close()  # without DISCONNECT: the broker publishes the last will
+        except Exception:
+            pass
+        self._failed("unexpected error")
 
     def _closing_now(self) -> bool:
         with self._lock:
@@ -390,10 +415,7 @@ class MqttPublisher(Events):
         s = self.settings
         try:
             self._client.connect(s.host, s.port, KEEPALIVE)
-        except (
-            OSError,
-            ValueError,
-        ) as e:  # refused, unreachable, DNS, TLS (ssl errors are OSError)
+        except (OSError, ValueError) as e:  # refused, unreachable, DNS, TLS (ssl: OSError)
             self._failed(str(e) or type(e).__name__)
 
     def _failed(self, reason: str, level: int = logging.WARNING) -> None:

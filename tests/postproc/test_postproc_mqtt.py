@@ -363,6 +363,38 @@ def test_queue_is_bounded_while_the_broker_is_away(broker, subscribers):
         gate.close()
 
 
+def test_an_unexpected_error_starts_a_new_connection(broker, subscribers, caplog):
+    """A fault inside the client loop: logged, the will fires, a new connection follows."""
+    b = broker()
+    base = f"rp-test/{uuid.uuid4().hex[:8]}"
+    avail = f"{base}/{msg.AVAILABILITY}"
+    sub = subscribers(b, [f"{base}/#"])
+    publisher = MqttPublisher(MqttSettings("127.0.0.1", b.port, base))
+    publisher.start()
+    try:
+        sub.wait_for(avail, lambda m: m.payload == "online")
+        client = publisher._client
+        real = client.loop_misc
+        faults = []
+
+        def faulty():
+            if not faults:
+                faults.append(1)
+                raise RuntimeError("injected fault")
+            return real()
+
+        client.loop_misc = faulty
+        publisher._wake()
+        sub.wait_for(avail, lambda m: m.payload == "offline")  # the will
+        sub.wait_for(avail, lambda m: m.payload == "online", count=2)
+        publisher.detection(True)
+        assert sub.wait_for(f"{base}/{msg.DETECTION}").payload == "ON"
+        assert publisher._client is not client
+        assert "MQTT: unexpected error; starting a new connection" in caplog.text
+    finally:
+        publisher.close()
+
+
 def password_file(tmp_path, password: str) -> str:
     path = tmp_path / f"mqtt-password-{uuid.uuid4().hex[:6]}"
     path.write_text(password + "\n")
@@ -518,6 +550,8 @@ MQTT = ["--mqtt", "127.0.0.1", "1883"]
         ([*MQTT, "--mqtt-topic", "cams//one"], "empty level"),
         ([*MQTT, "--mqtt-topic", "$SYS/cam"], "must not start with '$'"),
         ([*MQTT, "--mqtt-discovery-prefix", "ha/"], "--mqtt-discovery-prefix: 'ha/'"),
+        ([*MQTT, "--mqtt-topic", "cams/\udcff"], "is not valid UTF-8"),
+        ([*MQTT, "--mqtt-user", "\udcff"], "--mqtt-user: '\\udcff' is not valid UTF-8"),
     ],
 )
 def test_flag_mistakes(base_args, tmp_path, extra, message):
