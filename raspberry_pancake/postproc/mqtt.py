@@ -131,15 +131,12 @@ def settings_from_args(args) -> Optional[MqttSettings]:
         if args.mqtt_discovery_prefix != homeassistant.DEFAULT_PREFIX:
             raise ConfigError("--mqtt-discovery-prefix needs --mqtt host port")
         return None
+    from .cli import _port  # the one port check of postproc's flags (cli imports this module)
+
     host, port_text = args.mqtt
     if not host or host.startswith("-") or any(c.isspace() for c in host):
         raise ConfigError(f"--mqtt: {host!r} is not a host name")
-    try:
-        port = int(port_text)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"--mqtt: port {port_text!r} is not a number from 1 to 65535")
+    port = _port("--mqtt", port_text)
     if args.mqtt_password_file is not None and args.mqtt_user is None:
         raise ConfigError("--mqtt-password-file needs --mqtt-user")
     if args.mqtt_user is not None:

@@ -137,28 +137,19 @@ def recording_payload(
     )
 
 
+def _result(ok: bool, done_key: str, detail: str, **fields) -> str:
+    """An outcome: ``done_key`` holds ``detail`` when it went well, ``error`` when not."""
+    outcome = {"ok": ok, done_key: detail if ok else None, "error": None if ok else detail}
+    return json.dumps({**fields, **outcome, "time": now_iso()})
+
+
 def upload_payload(mp4: str, destination: str, ok: bool, detail: str) -> str:
-    return json.dumps(
-        {
-            "file": os.path.basename(mp4),
-            "mp4": mp4,
-            "destination": destination,
-            "ok": ok,
-            "remote_dir": detail if ok else None,
-            "error": None if ok else detail,
-            "time": now_iso(),
-        }
+    """One upload attempt: the remote directory, or why it failed."""
+    return _result(
+        ok, "remote_dir", detail, file=os.path.basename(mp4), mp4=mp4, destination=destination
     )
 
 
 def notification_payload(target: str, text: str, ok: bool, detail: str) -> str:
-    return json.dumps(
-        {
-            "target": target,
-            "text": text,
-            "ok": ok,
-            "sent": detail if ok else None,
-            "error": None if ok else detail,
-            "time": now_iso(),
-        }
-    )
+    """One notification: what was sent (message or video), or why it was given up."""
+    return _result(ok, "sent", detail, target=target, text=text)

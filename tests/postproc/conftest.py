@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 
 import pytest
 
@@ -58,6 +59,14 @@ def pi_h264():
     if not os.path.isfile(PI_H264):
         pytest.skip(f"real Pi recording not found at {PI_H264}")
     return PI_H264
+
+
+@pytest.fixture
+def base_args(tmp_path):
+    """The least postproc.py takes: a unique socket name, --convert, --state."""
+    mp4 = tmp_path / "mp4"
+    mp4.mkdir()
+    return ["sock-" + uuid.uuid4().hex, "--convert", str(mp4), "12", "--state", str(tmp_path / "s")]
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 
 import pytest
 
@@ -14,13 +13,6 @@ from tests.helpers import run_cli
 
 def run_postproc(*args, timeout=60, env=None):
     return run_cli("postproc.py", *args, timeout=timeout, env=env)
-
-
-@pytest.fixture
-def base_args(tmp_path):
-    mp4 = tmp_path / "mp4"
-    mp4.mkdir()
-    return ["sock-" + uuid.uuid4().hex, "--convert", str(mp4), "12", "--state", str(tmp_path / "s")]
 
 
 SCP = ["--upload-scp", "pi@127.0.0.1", "22", "bak"]

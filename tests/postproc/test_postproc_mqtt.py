@@ -506,11 +506,14 @@ def test_home_assistant_birth_announces_again(postproc, dirs, broker, subscriber
 # -- the command line -------------------------------------------------------------------
 
 
-@pytest.fixture
-def base_args(tmp_path):
-    mp4 = tmp_path / "mp4"
-    mp4.mkdir()
-    return ["sock-" + uuid.uuid4().hex, "--convert", str(mp4), "12", "--state", str(tmp_path / "s")]
+def test_help_lists_the_mqtt_flags():
+    result = run_cli("postproc.py", "--help")
+    assert result.returncode == 0
+    for flag in (
+        "--mqtt host port", "--mqtt-user USER", "--mqtt-password-file FILE",
+        "--mqtt-ca FILE", "--mqtt-topic BASE", "--mqtt-discovery-prefix PREFIX",
+    ):  # fmt: skip
+        assert flag in result.stdout, flag
 
 
 def one_line_error(result, expected: str) -> None:
