@@ -668,3 +668,56 @@ def test_the_schema_checker_catches_mistakes():
     assert check_discovery(topic, json.dumps(short)) == []
     assert check_state("sensor", config, json.dumps({"time": "2024-01-02T03:04:05"}))
     assert check_state("sensor", config, json.dumps({"time": "2024-01-02T03:04:05+01:00"})) == []
+
+
+def test_home_assistant_itself_accepts_what_postproc_publishes(postproc, dirs, broker):
+    """Home Assistant's own schemas and template engine, where it is installed.
+
+    Skipped unless ``homeassistant`` is importable (it is not a dependency: for a
+    one-off check, ``pip install homeassistant`` into a scratch venv with the test
+    requirements, and run this file there).
+    """
+    pytest.importorskip("homeassistant.components.persistent_notification")
+    import asyncio
+
+    from homeassistant.components.mqtt import binary_sensor, discovery, sensor
+    from homeassistant.core import HomeAssistant
+    from homeassistant.helpers.template import Template
+    from homeassistant.util import dt as dt_util
+
+    h264, mp4 = dirs
+    b = broker()
+    base = f"rp-test/{uuid.uuid4().hex[:8]}"
+    pp = postproc(
+        "--convert", str(mp4), "12", "--converter", "builtin", *b.flag(), "--mqtt-topic", base
+    ).start()  # fmt: skip
+    clip = make_h264(str(h264 / "20240102-030405.h264"), 24, 12)
+    pp.send({"h264": clip, "detection": True})
+    pp.wait_log("converted")
+    configs = retained(b, list(discovery_topics(base)))
+    states = retained(b, [f"{base}/{s}" for s in STATES])
+    schemas = {"sensor": sensor.DISCOVERY_SCHEMA, "binary_sensor": binary_sensor.DISCOVERY_SCHEMA}
+
+    async def check() -> None:
+        hass = HomeAssistant(str(dirs[0]))
+        try:
+            for topic, received in configs.items():
+                match = discovery.TOPIC_MATCHER.match(topic.split("/", 1)[1])
+                assert match, topic
+                sent = json.loads(received.payload)
+                config = schemas[match["component"]](sent)  # raises if HA refuses it
+                assert set(sent) <= set(config), "HA would drop keys it does not know"
+                payload = states[config["state_topic"]].payload
+                if "value_template" in config:
+                    template = Template(sent["value_template"], hass)
+                    payload = template.async_render_with_possible_json_value(payload)
+                if config.get("device_class") == "timestamp":
+                    assert dt_util.parse_datetime(payload).tzinfo is not None
+                elif match["component"] == "binary_sensor":
+                    assert payload in (config["payload_on"], config["payload_off"])
+                else:
+                    float(payload)
+        finally:
+            await hass.async_stop(force=True)
+
+    asyncio.run(check())
