@@ -288,7 +288,6 @@ class MqttPublisher(Events):
         self._announce_at: Optional[float] = None  # a birth asked for an announcement then
         self._last_announce = float("-inf")
         self._refused: Optional[str] = None
-        self._published_backlog: Optional[int] = None
         self._next_attempt = 0.0
         self._delay = RETRY_DELAYS[0]
         self._failing_since: Optional[float] = None
@@ -569,6 +568,7 @@ class MqttPublisher(Events):
         self._publish_backlog(force=True)
 
     def _publish_backlog(self, force: bool) -> None:
+        """The upload backlog, when a recording or an upload may have changed it."""
         with self._lock:
             stale, self._backlog_stale = self._backlog_stale, False
         if not (stale or force):
@@ -578,9 +578,9 @@ class MqttPublisher(Events):
         except Exception as e:  # the state store closes at shutdown
             logger.debug("MQTT: upload backlog unknown: %s", e)
             return
-        if force or count != self._published_backlog:
-            if self._publish(self._topic(msg.UPLOAD_BACKLOG), str(count), True):
-                self._published_backlog = count
+        # After every recording and upload, changed or not: a subscriber can rely on
+        # a backlog message following each of those events.
+        self._publish(self._topic(msg.UPLOAD_BACKLOG), str(count), True)
 
     def _goodbye(self) -> None:
         """On a clean stop: flush what waits, say "offline" (retained), disconnect."""
