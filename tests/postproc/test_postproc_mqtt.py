@@ -324,6 +324,15 @@ def test_stalled_broker_never_blocks_the_work(postproc, dirs, bot_api, broker, s
     assert json.loads(sub.wait_for(f"{base}/{msg.RECORDING}").payload)["converted"]
     assert sub.wait_for(f"{base}/{msg.NOTIFICATION}", count=2)
 
+    # Stopping while the broker is frozen: the goodbye is not acknowledged, postproc
+    # gives up on it after a few seconds and exits cleanly.
+    os.kill(b.proc.pid, signal.SIGSTOP)
+    try:
+        assert pp.stop() == 0
+    finally:
+        os.kill(b.proc.pid, signal.SIGCONT)
+    assert "stopping on SIGTERM" in pp.log_text()
+
 
 def test_no_broker_at_start_then_one_appears(postproc, dirs, bot_api, broker, subscribers):
     port = free_port()
