@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Callable, Deque, Dict, Optional, Tuple, Union
 
 from ..exc import ConfigError
-from . import homeassistant
+from . import homeassistant, secrets
 from . import mqtt_messages as msg
 from .events import Events
 
@@ -63,8 +63,6 @@ class MqttSettings:
     user: Optional[str] = None
     password: Optional[str] = None
     tls: Optional[ssl.SSLContext] = None
-    #: Said in the log once logging is set up (the flags are checked before that).
-    warnings: Tuple[str, ...] = ()
 
     @property
     def client_id(self) -> str:
@@ -147,14 +145,12 @@ def settings_from_args(args) -> Optional[MqttSettings]:
         except UnicodeEncodeError:
             raise ConfigError(f"--mqtt-user: {args.mqtt_user!r} is not valid UTF-8") from None
     password = None
-    warnings = []
     if args.mqtt_password_file is not None:
+        # the same rules as every other secret: a file only its owner can read
         path = args.mqtt_password_file
-        password = read_password_file("--mqtt-password-file", path)
-        if _readable_by_others(path):
-            warnings.append(
-                f"--mqtt-password-file: {path} can be read by other users; chmod 600 it"
-            )
+        password = secrets.read_secret_file("--mqtt-password-file", path)
+        if not password:
+            raise ConfigError(f"--mqtt-password-file: the first line of {path!r} is empty")
     base = args.mqtt_topic if args.mqtt_topic is not None else default_base_topic()
     check_topic("--mqtt-topic", base)
     check_topic("--mqtt-discovery-prefix", args.mqtt_discovery_prefix)
@@ -168,7 +164,6 @@ def settings_from_args(args) -> Optional[MqttSettings]:
         user=args.mqtt_user,
         password=password,
         tls=tls,
-        warnings=tuple(warnings),
     )
 
 
@@ -189,30 +184,6 @@ def check_topic(flag: str, topic: str) -> None:
         raise ConfigError(f"{flag}: {topic!r} is not valid UTF-8") from None
     if size > 1000:
         raise ConfigError(f"{flag}: {topic!r} is too long")
-
-
-def read_password_file(flag: str, path: str) -> str:
-    """The first line of ``path``, without its line ending."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            line = f.readline()
-    except FileNotFoundError:
-        raise ConfigError(f"{flag}: file {path!r} does not exist") from None
-    except OSError as e:
-        raise ConfigError(f"{flag}: cannot read {path!r}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{flag}: {path!r} is not UTF-8 text") from None
-    password = line.rstrip("\r\n")
-    if not password:
-        raise ConfigError(f"{flag}: the first line of {path!r} is empty")
-    return password
-
-
-def _readable_by_others(path: str) -> bool:
-    try:
-        return bool(os.stat(path).st_mode & 0o077)
-    except OSError:
-        return False
 
 
 def tls_context(flag: str, ca_file: str) -> ssl.SSLContext:
@@ -296,8 +267,6 @@ class MqttPublisher(Events):
     # -- Events: any thread, never blocks ------------------------------------------------
 
     def start(self) -> None:
-        for warning in self.settings.warnings:
-            logger.warning("MQTT: %s", warning)
         logger.info("MQTT: publishing to %s", self.settings)
         self._thread.start()
 

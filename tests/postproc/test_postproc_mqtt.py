@@ -554,7 +554,10 @@ MQTT = ["--mqtt", "127.0.0.1", "1883"]
         (["--mqtt-discovery-prefix", "ha"], "--mqtt-discovery-prefix needs --mqtt host port"),
         ([*MQTT, "--mqtt-user", ""], "--mqtt-user must not be empty"),
         ([*MQTT, "--mqtt-password-file", "PW"], "--mqtt-password-file needs --mqtt-user"),
-        ([*MQTT, "--mqtt-user", "u", "--mqtt-password-file", "/nonexistent/pw"], "does not exist"),
+        (
+            [*MQTT, "--mqtt-user", "u", "--mqtt-password-file", "/nonexistent/pw"],
+            "cannot read '/nonexistent/pw'",
+        ),
         ([*MQTT, "--mqtt-user", "u", "--mqtt-password-file", "EMPTY"], "is empty"),
         ([*MQTT, "--mqtt-user", "u", "--mqtt-password-file", "DIR"], "cannot read"),
         ([*MQTT, "--mqtt-ca", "/nonexistent/ca.pem"], "--mqtt-ca: file '/nonexistent/ca.pem'"),
@@ -573,6 +576,8 @@ MQTT = ["--mqtt", "127.0.0.1", "1883"]
 def test_flag_mistakes(base_args, tmp_path, extra, message):
     (tmp_path / "EMPTY").write_text("\n")
     (tmp_path / "PW").write_text("pw\n")
+    for name in ("EMPTY", "PW"):
+        (tmp_path / name).chmod(0o600)
     (tmp_path / "DIR").mkdir()
     (tmp_path / "NOTPEM").write_text("this is not a certificate\n")
     names = {"EMPTY", "PW", "DIR", "NOTPEM"}
@@ -600,17 +605,14 @@ def test_without_paho_postproc_runs_when_mqtt_is_not_asked(postproc, dirs, witho
     assert "Traceback" not in pp.log_text()
 
 
-def test_group_readable_password_file_is_warned_about(postproc, dirs, tmp_path, broker):
-    b = broker(users={"camera": "s3cret-mqtt"})
+def test_password_file_others_can_read_is_refused(base_args, tmp_path):
     pw = tmp_path / "pw"
-    pw.write_text("s3cret-mqtt")
+    pw.write_text("s3cret-mqtt\n")
     pw.chmod(0o644)
-    pp = postproc(
-        "--convert", str(dirs[1]), "12", *b.flag(), "--mqtt-topic", "rp-test/pw",
-        "--mqtt-user", "camera", "--mqtt-password-file", str(pw),
-    ).start()  # fmt: skip
-    pp.wait_log("MQTT: connected to")
-    assert "can be read by other users; chmod 600 it" in pp.log_text()
+    flags = [*MQTT, "--mqtt-user", "camera", "--mqtt-password-file", str(pw)]
+    result = run_cli("postproc.py", *base_args, *flags)
+    one_line_error(result, f"can be read by other users (mode 0644): chmod 600 {pw}")
+    assert "s3cret" not in result.stderr
 
 
 # -- payload pieces -------------------------------------------------------------------------
