@@ -6,7 +6,7 @@ import logging
 import socket
 import threading
 from collections import deque
-from typing import Deque, Optional
+from typing import Callable, Deque, Optional, Tuple
 
 from .messages import Message, socket_address
 
@@ -28,7 +28,10 @@ class Emitter:
     blocks: the message joins a bounded queue (when full, the oldest is dropped and
     logged) that the sender thread empties in order. A receiver that is missing, or
     too busy to take more, keeps the queue waiting; it is sent once it returns, so a
-    restart of the post-processor loses nothing.
+    restart of the post-processor loses nothing. A message's ``done`` callback runs
+    on the sender thread once the message has left the queue for good (sent, or
+    dropped to make room), never for one still waiting at ``close``: the disk
+    writer keeps a recording's pending marker until then.
     """
 
     def __init__(
@@ -43,7 +46,7 @@ class Emitter:
         self.retry_interval = retry_interval
         # guards _queue and _closing
         self._cond = threading.Condition()
-        self._queue: Deque[Message] = deque()
+        self._queue: Deque[Tuple[Message, Optional[Callable[[], None]]]] = deque()
         self._closing = False
         self._thread: Optional[threading.Thread] = None
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -55,19 +58,22 @@ class Emitter:
         self._thread = threading.Thread(target=self._run, name="emitter", daemon=True)
         self._thread.start()
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message, done: Optional[Callable[[], None]] = None) -> None:
+        lost = None
         with self._cond:
             if len(self._queue) >= self.queue_size:
-                lost = self._queue.popleft()
+                lost, lost_done = self._queue.popleft()
                 self.dropped += 1
-                logger.warning(
-                    "emit queue full (%d messages waiting for %r): dropped the oldest, %s",
-                    self.queue_size,
-                    self.name,
-                    lost.encode().decode(),
-                )
-            self._queue.append(message)
+            self._queue.append((message, done))
             self._cond.notify()
+        if lost is not None:
+            logger.warning(
+                "emit queue full (%d messages waiting for %r): dropped the oldest, %s",
+                self.queue_size,
+                self.name,
+                lost.encode().decode(),
+            )
+            _call(lost_done)
 
     @property
     def backlog(self) -> int:
@@ -86,7 +92,12 @@ class Emitter:
             left = len(self._queue)
             self._queue.clear()
         if left:
-            logger.error("%d messages for %r were never received: nobody listened", left, self.name)
+            logger.error(
+                "%d messages for %r were never received: nobody listened (the recordings"
+                " among them are announced again at the next start)",
+                left,
+                self.name,
+            )
         self._socket.close()
 
     # sender thread
@@ -99,7 +110,7 @@ class Emitter:
                     self._cond.wait()
                 if not self._queue:
                     return
-                message = self._queue[0]
+                message, done = self._queue[0]
             try:
                 self._socket.sendto(message.encode(), self.address)
             except OSError as e:
@@ -115,10 +126,21 @@ class Emitter:
                     self._cond.wait(self.retry_interval)
                 continue
             with self._cond:
-                if self._queue and self._queue[0] is message:
+                if self._queue and self._queue[0][0] is message:
                     self._queue.popleft()
+                else:
+                    done = None  # dropped meanwhile: send() called it
+            _call(done)
             self.sent += 1
             if away:
                 away = False
                 logger.info("receiver %r is back", self.name)
             logger.debug("emitted %s", message)
+
+
+def _call(done: Optional[Callable[[], None]]) -> None:
+    if done is not None:
+        try:
+            done()
+        except Exception:
+            logger.exception("a sent message's callback failed")

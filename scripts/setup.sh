@@ -14,6 +14,7 @@ packages=(python3 python3-venv python3-pip ffmpeg fonts-dejavu-core)
 if [ "$dev" = yes ]; then
   packages+=(ncftp openssh-server openssh-client chromium faketime iproute2 procps systemd)
   packages+=(mosquitto)  # the MQTT broker the postproc --mqtt tests run
+  packages+=(e2fsprogs util-linux)  # loop devices, fsfreeze, e2fsck: the disk-fault tests
 fi
 # Debian 12's own Python libraries, and the players the viewer tests drive
 os_packages=no

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Optional
 
 #: Continuous segments: minute resolution, e.g. ``20200623-1715.h264``.
 CONTINUOUS_FORMAT = "%Y%m%d-%H%M"
 #: Detection clips and recordings: second resolution, e.g. ``20200623-180511.h264``.
 DETECTION_FORMAT = "%Y%m%d-%H%M%S"
 EXTENSION = ".h264"
+#: A recording not yet announced has a hidden marker beside it:
+#: ``.20200623-1715.h264.pending`` (see ``pending.py``). The cleanup utilities
+#: never take it for a recording.
+PENDING_SUFFIX = ".pending"
 #: How many ``-N`` suffixes to try before giving up on a name.
 MAX_SUFFIX = 9999
 
@@ -22,6 +27,20 @@ def continuous_name(when: float) -> str:
 def detection_name(when: float) -> str:
     """Name of a detection clip or recording whose first frame was captured at ``when``."""
     return time.strftime(DETECTION_FORMAT, time.localtime(when)) + EXTENSION
+
+
+def pending_marker_name(recording_name: str) -> str:
+    """Name of the marker that says ``recording_name`` is not yet announced."""
+    return "." + recording_name + PENDING_SUFFIX
+
+
+def recording_of_marker(marker_name: str) -> Optional[str]:
+    """The recording a marker name stands for, or None if it is no marker."""
+    inner = marker_name[1 : -len(PENDING_SUFFIX)]
+    if marker_name.startswith(".") and marker_name.endswith(PENDING_SUFFIX) and inner:
+        if inner.endswith(EXTENSION) and "/" not in inner:
+            return inner
+    return None
 
 
 def candidate_names(name: str):
