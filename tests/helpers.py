@@ -19,7 +19,20 @@ from typing import List, Optional, Tuple
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTDATA = os.path.join(os.path.dirname(ROOT), "shared", "testdata")
+
+
+def _find_testdata() -> str:
+    """../shared/testdata, looked for above the checkout (a git worktree sits deeper)."""
+    here = ROOT
+    while os.path.dirname(here) != here:
+        here = os.path.dirname(here)
+        candidate = os.path.join(here, "shared", "testdata")
+        if os.path.isdir(candidate):
+            return candidate
+    return os.path.join(os.path.dirname(ROOT), "shared", "testdata")
+
+
+TESTDATA = _find_testdata()
 PI_H264 = os.path.join(TESTDATA, "raspivid-1080p-116frames.h264")
 #: stand-ins for the Pi camera libraries (picamera, picamera2, libcamera)
 FAKES = os.path.join(ROOT, "tests", "fakes")

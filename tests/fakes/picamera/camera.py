@@ -1,38 +1,40 @@
 """A fake ``picamera.PiCamera`` (1.13) that films the sim scene.
 
-Same names and signatures as the documented API for what the backend calls. It
-enforces the documented constraints (splitter ports 0-3, one recording per
-port, H.264 at most 1920x1080, annotation limits, no resolution change while
-recording, nothing after close) and records every use in ``log`` and
-``recordings``. Frames are real: libx264 H.264 with the requested intra period,
-the SPS/PPS headers in a buffer of their own before each keyframe (only the
-first one without ``inline_headers``), Pillow JPEG, and raw RGB padded to a
-width multiple of 32 and a height multiple of 16 as the GPU does. Like MMAL, it
-may write one frame in several pieces, updating the port's ``PiVideoFrame``
-before each write.
+The public names, signatures and rules of picamera 1.13's camera.py for what Raspberry
+Pancake (this project and the original) calls: the settings it sets, the four
+splitter ports, ``start_recording``/``wait_recording``/``split_recording``/
+``stop_recording``/``record_sequence``, ``capture``/``capture_sequence``,
+``frame``, ``timestamp``, ``clock_mode`` and ``close``. The encoders behind the
+ports are in encoders.py.
 
-Test hooks (not in picamera): ``picamera.fake.cameras`` lists every camera
-made; environment ``FAKE_PICAMERA_NO_CAMERA=1`` makes opening fail as on a Pi
-without a camera; ``FAKE_PICAMERA_LOG=path`` writes the usage log as JSON on
-close (for subprocess tests).
+The sensor is a thread of its own: while any port captures, it draws the scene at
+the resolution and frame rate, burns in ``annotate_text``, stamps the picture
+with the VideoCore's clock and hands the same picture and timestamp to every
+capturing port, as the splitter does. Timestamps follow ``clock_mode``: 'raw' is
+the VideoCore's system time counter (microseconds since the GPU booted, which is
+also what ``timestamp`` reads); 'reset' (the default) counts from the moment
+capture started on the video port.
+
+Every use is recorded in ``log`` and ``recordings`` (see fake.py for the test hooks).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import threading
 import time
+from collections import namedtuple
+from fractions import Fraction
+from typing import Dict, Optional
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from raspberry_pancake.camera.base import CameraSettings
-from raspberry_pancake.camera.h264 import H264Encoder
 from raspberry_pancake.camera.scene import Scene, load_font
 
 from . import fake
+from .encoders import FakeEncoder, MultiImageEncoder, RawVideoEncoder, VideoEncoder
 from .exc import (
     PiCameraAlreadyRecording,
     PiCameraClosed,
@@ -41,157 +43,53 @@ from .exc import (
     PiCameraRuntimeError,
     PiCameraValueError,
 )
-from .frames import PiVideoFrame, PiVideoFrameType
 
-H264_MAX = (1920, 1080)
-FORMATS = ("h264", "mjpeg", "yuv", "rgb", "rgba", "bgr", "bgra")
-FAKED_FORMATS = ("h264", "mjpeg", "rgb")
-H264_OPTIONS = {
-    "bitrate",
-    "intra_period",
-    "profile",
-    "level",
-    "quantization",
-    "quality",
-    "inline_headers",
-    "sei",
-    "sps_timing",
-    "motion_output",
-    "intra_refresh",
-}
-MJPEG_OPTIONS = {"bitrate", "quality"}
-#: picamera leaves the intra period to the firmware when not given; the raspivid
-#: sample in ../shared/testdata has a keyframe every 60 frames.
-DEFAULT_INTRA_PERIOD = 60
-#: pieces bigger than this are written in two parts, as MMAL may do
-SPLIT_ABOVE = 2048
+PiResolution = namedtuple("PiResolution", ("width", "height"))
+PiFramerateRange = namedtuple("PiFramerateRange", ("low", "high"))
+
+#: the file extensions picamera registers with mimetypes (camera.py: PiCamera.__init__)
+VIDEO_EXTENSIONS = {".h264": "h264", ".mjpg": "mjpeg", ".mjpeg": "mjpeg"}
+RAW_FORMATS = ("yuv", "rgb", "rgba", "bgr", "bgra")
 
 
 class Color:
-    """The few named colours the fake knows (picamera.Color accepts many more)."""
+    """A few named colours and (r, g, b) tuples (picamera.Color accepts many more forms)."""
 
-    NAMES = {"black": (0, 0, 0), "white": (255, 255, 255)}
+    NAMES = {
+        "black": (0, 0, 0),
+        "white": (255, 255, 255),
+        "red": (255, 0, 0),
+        "green": (0, 128, 0),
+        "blue": (0, 0, 255),
+        "yellow": (255, 255, 0),
+    }
 
-    def __init__(self, name: str):
-        if name not in self.NAMES:
-            raise ValueError(f"the fake Color knows only {sorted(self.NAMES)}")
-        self.rgb_bytes = self.NAMES[name]
+    def __init__(self, *args):
+        if len(args) == 1 and isinstance(args[0], str):
+            if args[0] not in self.NAMES:
+                raise ValueError(f"the fake Color knows only {sorted(self.NAMES)}")
+            self.rgb_bytes = self.NAMES[args[0]]
+        elif len(args) == 3:
+            self.rgb_bytes = tuple(int(v) for v in args)
+        else:
+            raise ValueError("Color(name) or Color(r, g, b)")
 
     def __repr__(self):
         return f"<Color {self.rgb_bytes}>"
 
 
-def nal_units(data: bytes):
-    """Split an Annex B access unit into NAL units, each with its start code."""
-    starts = []
-    i = 0
-    while True:
-        i = data.find(b"\x00\x00\x01", i)
-        if i < 0:
-            break
-        start = i - 1 if i > 0 and data[i - 1] == 0 else i
-        starts.append((start, i + 3))
-        i += 3
-    units = []
-    for n, (start, payload) in enumerate(starts):
-        end = starts[n + 1][0] if n + 1 < len(starts) else len(data)
-        units.append((data[payload] & 0x1F, data[start:end]))
-    return units
-
-
-def split_headers(data: bytes):
-    """(SPS+PPS bytes, the rest) of one access unit."""
-    header, body = [], []
-    for nal_type, unit in nal_units(data):
-        (header if nal_type in (7, 8) else body).append(unit)
-    return b"".join(header), b"".join(body)
-
-
-class FakeVideoEncoder:
-    """One splitter port's encoder; fed on the camera's capture thread."""
-
-    def __init__(self, camera, output, fmt, size, port, options):
-        self.camera, self.output, self.format, self.size, self.port = (
-            camera,
-            output,
-            fmt,
-            size,
-            port,
-        )
-        self.options = options
-        self.started = time.monotonic()
-        self.frame = PiVideoFrame(0, None, 0, 0, 0, 0, False)
-        self._first = True
-        self._headers_sent = False
-        self._h264 = None
-        if fmt == "h264":
-            intra = options.get("intra_period") or DEFAULT_INTRA_PERIOD
-            # the helper's keyframe interval is its fps argument: pass the intra period
-            self._h264 = H264Encoder(size[0], size[1], intra)
-        self.inline_headers = options.get("inline_headers", True)
-        # guards the encoder between the capture thread (feed) and stop_recording (close)
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def feed(self, image: Image.Image, now: float) -> None:
-        with self._lock:
-            if not self._closed:
-                self._feed(image, now)
-
-    def _feed(self, image: Image.Image, now: float) -> None:
-        pts = int((now - self.started) * 1e6)
-        picture = image if image.size == self.size else image.resize(self.size)
-        if self.format == "h264":
-            for data, keyframe in self._h264.encode(np.asarray(picture)):
-                header, body = split_headers(data)
-                if header and (self.inline_headers or not self._headers_sent):
-                    self._write(header, PiVideoFrameType.sps_header, None)
-                    self._headers_sent = True
-                kind = PiVideoFrameType.key_frame if keyframe else PiVideoFrameType.frame
-                self._write(body, kind, pts)
-        elif self.format == "mjpeg":
-            buf = io.BytesIO()
-            picture.save(buf, "JPEG", quality=80)
-            self._write(buf.getvalue(), PiVideoFrameType.key_frame, pts)
-        else:
-            w, h = self.size
-            pw, ph = (w + 31) // 32 * 32, (h + 15) // 16 * 16
-            padded = np.full((ph, pw, 3), 0xA5, dtype=np.uint8)
-            padded[:h, :w] = np.asarray(picture.convert("RGB"))
-            self._write(padded.tobytes(), PiVideoFrameType.frame, pts)
-
-    def _write(self, data: bytes, kind: int, pts) -> None:
-        pieces = [data]
-        if len(data) > SPLIT_ABOVE:
-            pieces = [data[: len(data) // 2], data[len(data) // 2 :]]
-        for n, piece in enumerate(pieces):
-            f = self.frame
-            new_frame = f.complete or self._first
-            self._first = False
-            self.frame = PiVideoFrame(
-                index=f.index + 1 if f.complete else f.index,
-                frame_type=kind,
-                frame_size=len(piece) if new_frame else f.frame_size + len(piece),
-                video_size=f.video_size + len(piece),
-                split_size=f.split_size + len(piece),
-                timestamp=pts,
-                complete=n == len(pieces) - 1,
-            )
-            self.output.write(piece)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-        flush = getattr(self.output, "flush", None)
-        if flush is not None:
-            flush()
-        if self._h264 is not None:
-            self._h264.close()
-
-
 class PiCamera:
-    """The camera; properties and recordings are set from the caller's thread,
-    frames are produced on the fake's own capture thread."""
+    """The camera. Settings and recordings are used from the caller's threads; pictures
+    come from the sensor thread; each port's writes from that port's thread."""
+
+    CAMERA_PREVIEW_PORT, CAMERA_VIDEO_PORT, CAMERA_CAPTURE_PORT = 0, 1, 2
+    #: the fake sensor is a v2 module (imx219): camera.py sets 120 fps for anything
+    #: but the ov5647
+    MAX_RESOLUTION = PiResolution(3280, 2464)
+    MAX_FRAMERATE = 120
+    DEFAULT_ANNOTATE_SIZE = 32
+    CAPTURE_TIMEOUT = 60
+    CLOCK_MODES = ("reset", "raw")
 
     def __init__(
         self,
@@ -206,122 +104,190 @@ class PiCamera:
         framerate_range=None,
     ):
         if os.environ.get("FAKE_PICAMERA_NO_CAMERA"):
+            # camera.py: PiCamera._init_camera, when MMAL cannot make the camera
             raise PiCameraError(
                 "Camera is not enabled. Try running 'sudo raspi-config' and ensure "
                 "that the camera has been enabled."
             )
+        if clock_mode not in self.CLOCK_MODES:
+            raise PiCameraValueError(f"Invalid clock mode: {clock_mode}")
+        if framerate is not None and framerate_range is not None:
+            raise PiCameraValueError("Can't specify framerate and framerate_range")
+        self._knobs = fake.Knobs.from_environment()
         self.log = []
         self.recordings = []
-        self._encoders = {}
-        # guards _encoders against the capture thread
-        self._encoders_lock = threading.Lock()
+        self._encoders: Dict[int, FakeEncoder] = {}
+        self._encoders_lock = threading.Lock()  # guards _encoders (camera.py: PiCamera)
+        self._still: Optional[FakeEncoder] = None  # a capture on the still port
         self._closed = False
-        self._resolution = tuple(resolution) if resolution else (1280, 720)
-        self._framerate = framerate or 30
+        self._resolution = self._to_resolution(resolution or (1280, 720))
+        self._framerate = Fraction(framerate or 30).limit_denominator(256)
+        self._check_framerate(self._framerate)
+        self._clock_mode = clock_mode
         self._hflip = self._vflip = False
         self._rotation = 0
         self._annotate_text = ""
-        self._annotate_text_size = 32
+        self._annotate_text_size = self.DEFAULT_ANNOTATE_SIZE
         self._annotate_background = None
-        self._thread = None
-        self._stop = threading.Event()
+        self._stc_reset_us = 0  # the clock value at the start of capture (clock_mode 'reset')
+        self._faults_seen = None
         self.frames_captured = 0
-        self.log.append(("open", {"resolution": self._resolution, "framerate": self._framerate}))
+        self._capturing = threading.Event()  # set while any port captures
+        self._closing = threading.Event()
+        self._sensor = threading.Thread(target=self._run_sensor, name="fake-sensor", daemon=True)
+        self.log.append(
+            ("open", {"resolution": tuple(self._resolution), "framerate": float(self._framerate)})
+        )
+        self._sensor.start()
         fake.cameras.append(self)
 
     # helpers
 
-    def _check_open(self):
+    @staticmethod
+    def _to_resolution(value) -> PiResolution:
+        try:
+            w, h = (int(v) for v in value)
+        except (TypeError, ValueError):
+            raise PiCameraValueError(f"Invalid resolution requested: {value!r}") from None
+        return PiResolution(w, h)
+
+    def _check_framerate(self, value) -> None:
+        if not 0 < value <= self.MAX_FRAMERATE:
+            raise PiCameraValueError(f"Invalid framerate: {float(value):.2f}fps")
+
+    def _check_camera_open(self) -> None:
         if self._closed:
             raise PiCameraClosed("Camera is closed")
 
-    def _set(self, name, value):
-        self._check_open()
+    def _check_recording_stopped(self) -> None:
+        if self.recording:
+            raise PiCameraRuntimeError("Recording is currently running")
+
+    def _set(self, name, value) -> None:
+        self._check_camera_open()
         self.log.append(("set", name, value))
 
-    def _check_not_recording(self, what):
-        if self._encoders:
-            raise PiCameraRuntimeError(f"Cannot change {what} while recording")
-
-    # properties
+    # settings
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._closed
 
     @property
-    def resolution(self):
-        self._check_open()
+    def revision(self) -> str:
+        return "imx219"
+
+    @property
+    def resolution(self) -> PiResolution:
+        self._check_camera_open()
         return self._resolution
 
     @resolution.setter
-    def resolution(self, value):
+    def resolution(self, value) -> None:
         self._set("resolution", value)
-        self._check_not_recording("resolution")
-        self._resolution = tuple(value)
+        self._check_recording_stopped()
+        value = self._to_resolution(value)
+        if not (
+            0 < value.width <= self.MAX_RESOLUTION.width
+            and 0 < value.height <= self.MAX_RESOLUTION.height
+        ):
+            raise PiCameraValueError(f"Invalid resolution requested: {value!r}")
+        self._resolution = value
 
     @property
-    def framerate(self):
-        self._check_open()
+    def framerate(self) -> Fraction:
+        self._check_camera_open()
         return self._framerate
 
     @framerate.setter
-    def framerate(self, value):
+    def framerate(self, value) -> None:
         self._set("framerate", value)
-        self._check_not_recording("framerate")
+        self._check_recording_stopped()
+        value = Fraction(value).limit_denominator(256)
+        self._check_framerate(value)
         self._framerate = value
 
     @property
-    def hflip(self):
-        self._check_open()
+    def framerate_delta(self) -> Fraction:
+        return Fraction(0)
+
+    @property
+    def framerate_range(self) -> PiFramerateRange:
+        return PiFramerateRange(self._framerate, self._framerate)
+
+    @property
+    def clock_mode(self) -> str:
+        self._check_camera_open()
+        return self._clock_mode
+
+    @clock_mode.setter
+    def clock_mode(self, value) -> None:
+        self._set("clock_mode", value)
+        self._check_recording_stopped()
+        if value not in self.CLOCK_MODES:
+            raise PiCameraValueError(f"Invalid clock mode {value}")
+        self._clock_mode = value
+
+    @property
+    def timestamp(self) -> int:
+        """The VideoCore's system time in microseconds since it booted (camera.py:
+        PiCamera.timestamp); the same clock as frame timestamps with clock_mode 'raw'."""
+        self._check_camera_open()
+        return self._stc_us(time.monotonic())
+
+    @property
+    def hflip(self) -> bool:
+        self._check_camera_open()
         return self._hflip
 
     @hflip.setter
-    def hflip(self, value):
+    def hflip(self, value) -> None:
         self._set("hflip", value)
         self._hflip = bool(value)
 
     @property
-    def vflip(self):
-        self._check_open()
+    def vflip(self) -> bool:
+        self._check_camera_open()
         return self._vflip
 
     @vflip.setter
-    def vflip(self, value):
+    def vflip(self, value) -> None:
         self._set("vflip", value)
         self._vflip = bool(value)
 
     @property
-    def rotation(self):
-        self._check_open()
+    def rotation(self) -> int:
+        self._check_camera_open()
         return self._rotation
 
     @rotation.setter
-    def rotation(self, value):
+    def rotation(self, value) -> None:
         self._set("rotation", value)
-        # picamera rounds any angle down to a multiple of 90
-        self._rotation = int(value) % 360 // 90 * 90
+        self._rotation = int(value) % 360 // 90 * 90  # picamera rounds down to quarter turns
 
     @property
-    def annotate_text(self):
-        self._check_open()
+    def annotate_text(self) -> str:
+        self._check_camera_open()
         return self._annotate_text
 
     @annotate_text.setter
-    def annotate_text(self, value):
+    def annotate_text(self, value) -> None:
         self._set("annotate_text", value)
         if len(value) > 255:
             raise PiCameraValueError("Annotation text must be 255 characters or less")
-        value.encode("ascii")  # the firmware takes ASCII only
+        try:
+            value.encode("ascii")
+        except UnicodeEncodeError:
+            raise PiCameraValueError("Annotation text must be ASCII") from None
         self._annotate_text = value
 
     @property
-    def annotate_text_size(self):
-        self._check_open()
+    def annotate_text_size(self) -> int:
+        self._check_camera_open()
         return self._annotate_text_size
 
     @annotate_text_size.setter
-    def annotate_text_size(self, value):
+    def annotate_text_size(self, value) -> None:
         self._set("annotate_text_size", value)
         if not 6 <= value <= 160:
             raise PiCameraValueError(f"Invalid annotation text size: {value} (valid range 6-160)")
@@ -329,141 +295,326 @@ class PiCamera:
 
     @property
     def annotate_background(self):
-        self._check_open()
+        self._check_camera_open()
         return self._annotate_background
 
     @annotate_background.setter
-    def annotate_background(self, value):
+    def annotate_background(self, value) -> None:
         self._set("annotate_background", value)
         if value is not None and not isinstance(value, Color):
             raise PiCameraValueError("annotate_background must be a Color or None")
         self._annotate_background = value
 
     @property
-    def frame(self):
-        """As picamera 1.13: with several recordings, an arbitrary (here: the first) one's."""
-        self._check_open()
+    def recording(self) -> bool:
+        """Whether any video encoder is active (camera.py: PiCamera.recording)."""
         with self._encoders_lock:
             encoders = list(self._encoders.values())
-        if not encoders:
-            raise PiCameraRuntimeError(
-                "Cannot query frame information when camera is not recording"
-            )
-        return encoders[0].frame
+        return any(isinstance(e, VideoEncoder) and e.active for e in encoders)
+
+    @property
+    def frame(self):
+        """camera.py: PiCamera.frame: the frame of whichever encoder comes first; with
+        several recordings which one that is is arbitrary (read ``_encoders[port].frame``
+        for a given port). None until the encoder has started."""
+        self._check_camera_open()
+        with self._encoders_lock:
+            encoders = list(self._encoders.values())
+        for encoder in encoders:
+            if hasattr(encoder, "frame"):
+                return encoder.frame
+        raise PiCameraRuntimeError("Cannot query frame information when camera is not recording")
+
+    # ports (camera.py: PiCamera._get_ports, _get_video_format, _get_video_encoder)
+
+    def _check_port(self, splitter_port) -> None:
+        self._check_camera_open()
+        if splitter_port not in (0, 1, 2, 3):
+            # the splitter has four outputs: picamera indexes its list and fails
+            raise IndexError(f"the video splitter has no port {splitter_port}")
+        if splitter_port in self._encoders:
+            raise PiCameraAlreadyRecording(f"The camera is already using port {splitter_port} ")
+
+    @staticmethod
+    def _video_format(output, format) -> str:
+        if isinstance(format, bytes):
+            format = format.decode("utf-8")
+        if not format:
+            name = output if isinstance(output, str) else getattr(output, "name", None)
+            if not isinstance(name, str):
+                raise PiCameraValueError("Format must be specified when output has no filename")
+            format = VIDEO_EXTENSIONS.get(os.path.splitext(name)[1].lower())
+            if format is None:
+                raise PiCameraValueError(f"Unable to determine type from filename {name}")
+        for prefix in ("video/", "application/"):
+            if format.startswith(prefix):
+                format = format[len(prefix) :]
+        return format
+
+    def _video_encoder(self, splitter_port, format, resize, **options) -> FakeEncoder:
+        encoder_class = RawVideoEncoder if format in RAW_FORMATS else VideoEncoder
+        return encoder_class(self, splitter_port, format, resize, **options)
+
+    def _register(self, splitter_port, encoder) -> None:
+        self._encoders[splitter_port] = encoder
+
+    def _unregister(self, splitter_port) -> None:
+        with self._encoders_lock:
+            del self._encoders[splitter_port]
+
+    def _start_capture(self, encoder) -> None:
+        """Called under _encoders_lock as an encoder starts: the first one starts
+        capture, which is where clock_mode 'reset' counts from."""
+        if not self._capturing.is_set():
+            self._stc_reset_us = self._stc_us(time.monotonic())
+            self._capturing.set()
+
+    def _stop_capture(self, encoder) -> None:
+        """Called under _encoders_lock as an encoder stops: the last one stops capture."""
+        others = [e for e in self._encoders.values() if e is not encoder and e.active]
+        still = self._still is not None and self._still is not encoder and self._still.active
+        if not others and not still:
+            self._capturing.clear()
 
     # recording
 
     def start_recording(self, output, format=None, resize=None, splitter_port=1, **options):
-        self._check_open()
         self.log.append(("start_recording", splitter_port, format, resize, dict(options)))
-        if splitter_port not in (0, 1, 2, 3):
-            raise PiCameraValueError("Splitter port must be 0, 1, 2 or 3")
-        if splitter_port in self._encoders:
-            raise PiCameraAlreadyRecording(f"The camera is already using port {splitter_port}")
-        if format not in FORMATS:
-            raise PiCameraValueError(f"Invalid format {format!r}")
-        if format not in FAKED_FORMATS:
-            raise PiCameraValueError(f"the fake does not implement format {format!r}")
-        if not callable(getattr(output, "write", None)):
-            raise PiCameraValueError("output must have a write() method")
-        allowed = (
-            H264_OPTIONS if format == "h264" else MJPEG_OPTIONS if format == "mjpeg" else set()
-        )
-        unknown = set(options) - allowed
-        if unknown:
-            raise TypeError(f"unexpected options for {format}: {sorted(unknown)}")
-        if resize is not None:
-            if len(resize) != 2 or not all(isinstance(v, int) and v > 0 for v in resize):
-                raise PiCameraValueError(f"Invalid resize {resize!r}")
-        size = tuple(resize) if resize is not None else self._resolution
-        if format == "h264":
-            if size[0] > H264_MAX[0] or size[1] > H264_MAX[1]:
-                raise PiCameraValueError("the H.264 encoder cannot encode beyond 1920x1080")
-            intra = options.get("intra_period")
-            if intra is not None and (not isinstance(intra, int) or intra < 0):
-                raise PiCameraValueError(f"Invalid intra_period {intra!r}")
-        encoder = FakeVideoEncoder(self, output, format, size, splitter_port, options)
         with self._encoders_lock:
-            self._encoders[splitter_port] = encoder
+            self._check_port(splitter_port)
+            format = self._video_format(output, format)
+            encoder = self._video_encoder(splitter_port, format, resize, **options)
+            self._register(splitter_port, encoder)
+        try:
+            encoder.start(output, options.get("motion_output"))
+        except Exception:
+            encoder.close()
+            self._unregister(splitter_port)
+            raise
         self.recordings.append(
             {"port": splitter_port, "format": format, "resize": resize, "options": dict(options)}
         )
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._capture, name="fake-mmal", daemon=True)
-            self._thread.start()
 
-    def stop_recording(self, splitter_port=1):
-        self._check_open()
-        self.log.append(("stop_recording", splitter_port))
+    def _encoder_on(self, splitter_port) -> FakeEncoder:
         with self._encoders_lock:
-            encoder = self._encoders.pop(splitter_port, None)
+            encoder = self._encoders.get(splitter_port)
         if encoder is None:
             raise PiCameraNotRecording(f"There is no recording in progress on port {splitter_port}")
-        encoder.close()
+        return encoder
 
-    def close(self):
+    def split_recording(self, output, splitter_port=1, **options):
+        self.log.append(("split_recording", splitter_port))
+        self._encoder_on(splitter_port).split(output, options.get("motion_output"))
+
+    def request_key_frame(self, splitter_port=1):
+        self._encoder_on(splitter_port).request_key_frame()
+
+    def wait_recording(self, timeout=0, splitter_port=1):
+        """Wait; raise what went wrong on that port (camera.py: PiCamera.wait_recording)."""
+        assert timeout is not None
+        self._encoder_on(splitter_port).wait(timeout)
+
+    def stop_recording(self, splitter_port=1):
+        """camera.py: PiCamera.stop_recording: raises a port's stored error, after
+        closing the port all the same."""
+        self.log.append(("stop_recording", splitter_port))
+        encoder = self._encoder_on(splitter_port)
+        try:
+            self.wait_recording(0, splitter_port)
+        finally:
+            encoder.close()
+            self._unregister(splitter_port)
+
+    def record_sequence(self, outputs, format="h264", resize=None, splitter_port=1, **options):
+        """camera.py: PiCamera.record_sequence: a generator; the first output starts the
+        recording, each further one is a split, and leaving the loop stops it."""
+        self.log.append(("record_sequence", splitter_port, format, resize, dict(options)))
+        with self._encoders_lock:
+            self._check_port(splitter_port)
+            format = self._video_format("", format)
+            encoder = self._video_encoder(splitter_port, format, resize, **options)
+            self._register(splitter_port, encoder)
+        self.recordings.append(
+            {"port": splitter_port, "format": format, "resize": resize, "options": dict(options)}
+        )
+        try:
+            first = True
+            for output in outputs:
+                if first:
+                    first = False
+                    encoder.start(output, options.get("motion_output"))
+                else:
+                    encoder.split(output)
+                yield output
+        finally:
+            try:
+                encoder.wait(0)
+            finally:
+                encoder.close()
+                self._unregister(splitter_port)
+
+    # captures
+
+    def capture(
+        self,
+        output,
+        format=None,
+        use_video_port=False,
+        resize=None,
+        splitter_port=0,
+        bayer=False,
+        **options,
+    ):
+        """One picture (camera.py: PiCamera.capture); only 'jpeg' and raw formats."""
+        self.capture_sequence(
+            [output],
+            format or self._image_format(output),
+            use_video_port,
+            resize,
+            splitter_port,
+            **options,
+        )
+
+    @staticmethod
+    def _image_format(output) -> str:
+        name = output if isinstance(output, str) else getattr(output, "name", "")
+        ext = os.path.splitext(name or "")[1].lower()
+        if ext in (".jpg", ".jpeg"):
+            return "jpeg"
+        raise PiCameraValueError("Format must be specified when output has no filename")
+
+    def capture_sequence(
+        self,
+        outputs,
+        format="jpeg",
+        use_video_port=False,
+        resize=None,
+        splitter_port=0,
+        burst=False,
+        bayer=False,
+        **options,
+    ):
+        """camera.py: PiCamera.capture_sequence. Through the video port, one encoder
+        takes a picture per output until the outputs run out, which may be never: then
+        it ends when the port's recording is stopped (close() does that)."""
+        self.log.append(("capture_sequence", splitter_port, format, resize, use_video_port))
+        if use_video_port and (burst or bayer):
+            raise PiCameraValueError("burst and bayer are only valid with still port captures")
+        if not use_video_port:
+            for output in outputs:
+                self._capture_still(output, format, resize, **options)
+            return
+        with self._encoders_lock:
+            self._check_port(splitter_port)
+            encoder = MultiImageEncoder(self, splitter_port, format, resize, **options)
+            self._register(splitter_port, encoder)
+        try:
+            encoder.start(outputs)
+            encoder.wait()
+        finally:
+            encoder.close()
+            # as camera.py's capture_sequence: when close() stopped this port first,
+            # the entry is gone already and this raises KeyError in this thread
+            self._unregister(splitter_port)
+
+    def _capture_still(self, output, format, resize, **options) -> None:
+        self._check_camera_open()
+        encoder = MultiImageEncoder(self, None, format, resize, **options)
+        with self._encoders_lock:
+            self._still = encoder
+        try:
+            encoder.start([output])
+            if not encoder.wait(self.CAPTURE_TIMEOUT):
+                raise PiCameraRuntimeError("Timed out waiting for capture to end")
+        finally:
+            encoder.close()
+            with self._encoders_lock:
+                self._still = None
+
+    # closing
+
+    def close(self) -> None:
+        """camera.py: PiCamera.close: stop every port (raising a port's stored error,
+        as stop_recording does), then release the camera."""
         if self._closed:
             return
+        for port in list(self._encoders):
+            self.stop_recording(splitter_port=port)
         self.log.append(("close",))
-        with self._encoders_lock:
-            encoders = list(self._encoders.values())
-            self._encoders.clear()
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
-        for encoder in encoders:
-            encoder.close()
+        self._closing.set()
+        self._capturing.set()  # wake the sensor so it sees the close
+        if self._sensor is not threading.current_thread():
+            self._sensor.join(timeout=10)
         self._closed = True
         path = os.environ.get("FAKE_PICAMERA_LOG")
         if path:
             with open(path, "w") as f:
                 json.dump({"log": self.log, "recordings": self.recordings}, f, default=repr)
 
-    # the sensor (capture thread)
+    def __enter__(self):
+        return self
 
-    def _capture(self):
-        scene, key = None, None
-        start = time.monotonic()
-        index = 0
-        while not self._stop.is_set():
-            period = 1.0 / self._framerate
-            due = start + index * period
-            delay = due - time.monotonic()
-            if delay > 0 and self._stop.wait(delay):
+    def __exit__(self, *exc):
+        self.close()
+
+    # the sensor (its own thread)
+
+    def _stc_us(self, monotonic: float) -> int:
+        """The VideoCore's system time counter: microseconds since the GPU booted."""
+        return int((monotonic + self._knobs.stc_offset) * 1_000_000)
+
+    def _frame_pts(self, captured: float) -> int:
+        stc = self._stc_us(captured)
+        return stc if self._clock_mode == "raw" else stc - self._stc_reset_us
+
+    def _capturing_encoders(self):
+        with self._encoders_lock:
+            encoders = [e for e in self._encoders.values() if e.active]
+            if self._still is not None and self._still.active:
+                encoders.append(self._still)
+        return encoders
+
+    def _run_sensor(self) -> None:
+        scene, scene_key, started, index = None, None, None, 0
+        while not self._closing.is_set():
+            if not self._capturing.is_set():
+                started = None
+                self._capturing.wait()
+                continue
+            period = float(1 / self._framerate)
+            now = time.monotonic()
+            if started is None:
+                started, index = now, 0
+            due = started + index * period
+            if due > now and self._closing.wait(due - now):
                 break
-            settings_key = (
-                self._resolution,
-                self._framerate,
-                self._hflip,
-                self._vflip,
-                self._rotation,
-            )
-            if settings_key != key:
-                key = settings_key
+            key = (self._resolution, self._hflip, self._vflip, self._rotation)
+            if key != scene_key:
+                scene_key = key
                 scene = Scene(
                     CameraSettings(
-                        resolution=self._resolution,
-                        fps=min(int(self._framerate), 120),
+                        resolution=tuple(self._resolution),
+                        fps=min(max(int(self._framerate), 1), 120),
                         hflip=self._hflip,
                         vflip=self._vflip,
                         rotation=self._rotation,
                     )
                 )
-            now = time.monotonic()
-            image = scene.render(index, now - start, time.time(), annotate=False)
+            self._apply_faults()
+            captured = time.monotonic()
+            image = scene.render(index, captured - started, time.time(), annotate=False)
             self._annotate(image)
-            with self._encoders_lock:
-                encoders = list(self._encoders.values())
-            for encoder in encoders:
-                encoder.feed(image, now)
+            pts = self._frame_pts(captured)
+            for encoder in self._capturing_encoders():
+                encoder.gpu_frame(image, pts, captured)
             index += 1
-            self.frames_captured = index
-            late = time.monotonic() - (start + index * period)
+            self.frames_captured += 1
+            late = time.monotonic() - (started + index * period)
             if late > period:
-                index += int(late / period)  # drop frames like a busy GPU
+                index += int(late / period)  # a busy GPU drops sensor frames
 
     def _annotate(self, image: Image.Image) -> None:
+        """The firmware burns annotate_text into every port's picture, top centre."""
         text = self._annotate_text
         if not text:
             return
@@ -475,3 +626,35 @@ class PiCamera:
             fill = self._annotate_background.rgb_bytes
             draw.rectangle((x - 4, 0, x + right - left + 4, 8 + bottom - top), fill=fill)
         draw.text((x - left, 4 - top), text, font=font, fill=(255, 255, 255))
+
+    # test faults (fake.py)
+
+    def fake_fault(self, kind: str, splitter_port: int) -> None:
+        """Freeze, thaw or fail one port: see fake.py."""
+        encoder = self._encoders.get(splitter_port)
+        if encoder is None:
+            return
+        self.log.append(("fault", kind, splitter_port))
+        if kind in ("freeze", "thaw"):
+            encoder.port.freeze(kind == "freeze")
+        elif kind == "fail":
+            encoder.fail_next = True
+        else:
+            raise ValueError(f"unknown fault {kind!r}")
+
+    def _apply_faults(self) -> None:
+        path = self._knobs.faults_path
+        if not path:
+            return
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return
+        if (stat.st_mtime_ns, stat.st_size) == self._faults_seen:
+            return
+        self._faults_seen = (stat.st_mtime_ns, stat.st_size)
+        with open(path) as f:
+            for line in f:
+                words = line.split()
+                if len(words) == 2:
+                    self.fake_fault(words[0], int(words[1]))
