@@ -6,6 +6,9 @@ the real ones: the live view over a websocket, continuous recording across a
 quarter-hour split (libfaketime), an edge clip around a scripted detection fed
 with RGB frames. Files are checked with ffprobe; each fake writes how it was
 used to a JSON file at close, checked against what the flags asked for.
+
+For picamera alone: systemd's watchdog, on a real notify socket, stops being
+pinged when one splitter port dies while the others go on.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import io
 import json
 import os
 import shutil
+import signal
 import time
+import uuid
 
 import pytest
 import tornado.websocket
@@ -187,3 +192,50 @@ def test_edge_clips_around_a_scripted_detection(backend, run_pancake, receiver, 
         stamp = os.path.basename(m["h264"])[:15]
         start = calendar.timegm(time.strptime(stamp, "%Y%m%d-%H%M%S"))  # named in UTC
         assert edge - 5 < start <= edge - 2
+
+
+# --- picamera: the watchdog sees one dead splitter port ------------------------------------
+
+
+@pytest.fixture
+def notify_socket():
+    """A bound notify socket, as systemd's; yields (receiver, NOTIFY_SOCKET value)."""
+    from tests.test_sdnotify import Receiver as NotifyReceiver
+
+    name = f"pancake-test-notify-{uuid.uuid4().hex}"
+    receiver = NotifyReceiver("\0" + name)
+    yield receiver, "@" + name
+    receiver.close()
+
+
+@pytest.mark.parametrize("fault", ["freeze", "fail"])
+def test_the_watchdog_sees_one_dead_picamera_port(fault, run_pancake, notify_socket, tmp_path):
+    """The H.264 port freezes (a stalled encoder) or fails (picamera stops it for good)
+    while the live view's port goes on: the pings must stop."""
+    receiver, address = notify_socket
+    faults = tmp_path / "faults"
+    out_dir = tmp_path / "h264"
+    out_dir.mkdir()
+    env = {
+        "NOTIFY_SOCKET": address,
+        "WATCHDOG_USEC": "2000000",
+        "WATCHDOG_PID": "",
+        "FAKE_PICAMERA_FAULTS": str(faults),
+    }
+    p, _ = run_pancake("picamera", "--record-continuous", str(out_dir), extra_env=env)
+    receiver.wait_for("READY=1", timeout=90)
+    receiver.wait_for("WATCHDOG=1", timeout=60, count=3)
+
+    faults.write_text(f"{fault} 1\n")  # the fake reads it at its next frame
+    receiver.drain(3.0)  # a frame delivered just before may earn a ping or two
+    quiet = receiver.drain(4.0)
+    assert "WATCHDOG=1" not in quiet
+    assert p.proc.poll() is None
+    if fault == "freeze":
+        faults.write_text("thaw 1\n")
+        receiver.wait_for("WATCHDOG=1", timeout=60)  # frames again: pings again
+    p.proc.send_signal(signal.SIGTERM)
+    log = stop(p)
+    assert "the H.264 output (recording) has delivered nothing" in log, log
+    if fault == "fail":
+        assert "splitter port 1 has stopped delivering frames" in log, log
