@@ -129,11 +129,10 @@ class RgbLayout:
             self.resize: Optional[Size] = None
             self.format, self.bytes_per_pixel = "rgb", 3
             self.frame_size: Size = (align_up(w, 16), align_up(h, 16))
-            self.picture_size: Size = self.size
         else:
             self.resize = (align_up(w, 32), align_up(h, 16))
             self.format, self.bytes_per_pixel = "rgba", 4
-            self.frame_size = self.picture_size = self.resize
+            self.frame_size = self.resize
 
     def exact(self, data: bytes) -> bytes:
         """The requested picture from one raw frame: exactly w*h*3 bytes."""
@@ -142,15 +141,15 @@ class RgbLayout:
             raise ValueError(
                 f"raw frame of {len(data)} bytes, expected {fw}x{fh}x{self.bytes_per_pixel}"
             )
-        pixels = np.frombuffer(data, dtype=np.uint8).reshape(fh, fw, self.bytes_per_pixel)
-        pw, ph = self.picture_size
-        picture = pixels[:ph, :pw, :3]
-        if self.picture_size != self.size:
-            scaled = Image.fromarray(np.ascontiguousarray(picture)).resize(
-                self.size, Image.BILINEAR
-            )
-            return scaled.tobytes()
-        return picture.tobytes()
+        if self.bytes_per_pixel == 4:
+            # the fourth byte is padding to us: "RGBX" keeps Pillow from weighing by it
+            image = Image.frombuffer("RGBX", self.frame_size, data, "raw", "RGBX", 0, 1)
+            if self.frame_size != self.size:
+                image = image.resize(self.size, Image.BILINEAR)
+            return image.tobytes("raw", "RGB")
+        pixels = np.frombuffer(data, dtype=np.uint8).reshape(fh, fw, 3)
+        w, h = self.size
+        return pixels[:h, :w].tobytes()
 
 
 class CaptureClock:
