@@ -22,7 +22,6 @@ import os
 import shutil
 import signal
 import time
-import uuid
 
 import pytest
 import tornado.websocket
@@ -42,6 +41,7 @@ from tests.helpers import (
     starts_with_keyframe,
     stop,
 )
+from tests.test_sdnotify import abstract_receiver  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
 
@@ -197,22 +197,12 @@ def test_edge_clips_around_a_scripted_detection(backend, run_pancake, receiver, 
 # --- picamera: the watchdog sees one dead splitter port ------------------------------------
 
 
-@pytest.fixture
-def notify_socket():
-    """A bound notify socket, as systemd's; yields (receiver, NOTIFY_SOCKET value)."""
-    from tests.test_sdnotify import Receiver as NotifyReceiver
-
-    name = f"pancake-test-notify-{uuid.uuid4().hex}"
-    receiver = NotifyReceiver("\0" + name)
-    yield receiver, "@" + name
-    receiver.close()
-
-
 @pytest.mark.parametrize("fault", ["freeze", "fail"])
-def test_the_watchdog_sees_one_dead_picamera_port(fault, run_pancake, notify_socket, tmp_path):
+def test_the_watchdog_sees_one_dead_picamera_port(fault, run_pancake, request, tmp_path):
     """The H.264 port freezes (a stalled encoder) or fails (picamera stops it for good)
     while the live view's port goes on: the pings must stop."""
-    receiver, address = notify_socket
+    # a bound notify socket, as systemd's (test_sdnotify's fixture)
+    receiver, address = request.getfixturevalue("abstract_receiver")
     faults = tmp_path / "faults"
     out_dir = tmp_path / "h264"
     out_dir.mkdir()

@@ -551,8 +551,13 @@ def test_watchdog_sees_frames_arrive():
 
 @pytest.mark.skipif(not os.path.exists(PI_H264), reason="../shared/testdata is absent")
 def test_a_real_pi_bitstream_passes_through_unchanged():
-    """raspivid's own output, cut into buffers as MMAL delivers them, loses and gains nothing."""
-    from picamera.encoders import split_nal_units
+    """raspivid's own output, cut into buffers as MMAL delivers them, loses and gains nothing.
+
+    PyAV's H.264 parser cuts the file into access units; the headers before each
+    keyframe go in a buffer of their own, each picture in two.
+    """
+    import av
+    from picamera.encoders import split_headers
     from picamera.frames import PiVideoFrame, PiVideoFrameType
 
     from raspberry_pancake.camera.picamera_legacy import CaptureClock, PortWriter
@@ -561,23 +566,21 @@ def test_a_real_pi_bitstream_passes_through_unchanged():
     out = Collector()
     camera.h264_output = out
     data = open(PI_H264, "rb").read()
+    parser = av.CodecContext.create("h264", "r")
+    units = [bytes(p) for p in parser.parse(data) + parser.parse(None)]
     current = {}
     writer = PortWriter(1, lambda: current["info"], CaptureClock(lambda: 0), camera._on_h264)
-    header = b""
-    for nal_type, unit in split_nal_units(data):
-        if nal_type in (7, 8):
-            header += unit
-            continue
+    for unit in units:
+        header, picture = split_headers(unit)
         if header:
             current["info"] = PiVideoFrame(0, PiVideoFrameType.sps_header, 0, 0, 0, None, True)
             writer.write(header)
-            header = b""
-        kind = PiVideoFrameType.key_frame if nal_type == 5 else PiVideoFrameType.frame
-        half = len(unit) // 2
+        kind = PiVideoFrameType.key_frame if 5 in nal_types(picture) else PiVideoFrameType.frame
+        half = len(picture) // 2
         current["info"] = PiVideoFrame(0, kind, 0, 0, 0, 1000, False)
-        writer.write(unit[:half])
+        writer.write(picture[:half])
         current["info"] = PiVideoFrame(0, kind, 0, 0, 0, 1000, True)
-        writer.write(unit[half:])
+        writer.write(picture[half:])
     camera.close()
     frames = out.frames
     assert len(frames) == 116 and sum(f.keyframe for f in frames) == 2

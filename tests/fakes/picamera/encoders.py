@@ -223,29 +223,17 @@ class OutputPort:
                     self._stopped = True
 
 
-def split_nal_units(data: bytes) -> List[Tuple[int, bytes]]:
-    """(type, bytes with start code) of each NAL unit in an Annex B access unit."""
-    starts = []
+def split_headers(data: bytes) -> Tuple[bytes, bytes]:
+    """(SPS+PPS, the picture) of one access unit; the encoder puts headers first."""
     i = 0
     while True:
         i = data.find(b"\x00\x00\x01", i)
-        if i < 0:
-            break
-        starts.append((i - 1 if i > 0 and data[i - 1] == 0 else i, i + 3))
+        if i < 0 or i + 3 >= len(data):
+            return b"", data
+        if data[i + 3] & 0x1F not in (7, 8):  # the first NAL unit that is no header
+            start = i - 1 if i > 0 and data[i - 1] == 0 else i
+            return data[:start], data[start:]
         i += 3
-    units = []
-    for n, (start, payload) in enumerate(starts):
-        end = starts[n + 1][0] if n + 1 < len(starts) else len(data)
-        units.append((data[payload] & 0x1F, data[start:end]))
-    return units
-
-
-def split_headers(data: bytes) -> Tuple[bytes, bytes]:
-    """(SPS+PPS, the picture) of one access unit."""
-    header, body = [], []
-    for nal_type, unit in split_nal_units(data):
-        (header if nal_type in (7, 8) else body).append(unit)
-    return b"".join(header), b"".join(body)
 
 
 class FakeEncoder:
