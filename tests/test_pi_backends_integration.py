@@ -8,7 +8,8 @@ with RGB frames. Files are checked with ffprobe; each fake writes how it was
 used to a JSON file at close, checked against what the flags asked for.
 
 For picamera alone: systemd's watchdog, on a real notify socket, stops being
-pinged when one splitter port dies while the others go on.
+pinged when one splitter port dies while the others go on; and the three steps of
+the wall clock of tests/clock_steps.py (+1 h, -1 h, +1 h just before an edge).
 """
 
 from __future__ import annotations
@@ -229,3 +230,37 @@ def test_the_watchdog_sees_one_dead_picamera_port(fault, run_pancake, request, t
     assert "the H.264 output (recording) has delivered nothing" in log, log
     if fault == "fail":
         assert "splitter port 1 has stopped delivering frames" in log, log
+
+
+# --- picamera: the wall clock set while recording (tests/clock_steps.py) ----------------------
+
+
+@pytest.fixture
+def launch_picamera(run_pancake):
+    """clock_steps' launcher: pancake.py --camera picamera on the fake, 320x240."""
+
+    def launch(*args, env=None):
+        p, _ = run_pancake("picamera", "--resolution", "320", "240", *args, extra_env=env)
+        return p
+
+    return launch
+
+
+def test_picamera_clock_set_forward_an_hour_starts_a_file_named_with_the_new_time(
+    launch_picamera, tmp_path
+):
+    from tests import clock_steps
+
+    clock_steps.forward_step_starts_a_file_named_with_the_new_time(launch_picamera, tmp_path, FPS)
+
+
+def test_picamera_clock_set_back_an_hour_never_overwrites_a_file(launch_picamera, tmp_path):
+    from tests import clock_steps
+
+    clock_steps.backward_step_never_overwrites_a_file(launch_picamera, tmp_path, FPS)
+
+
+def test_picamera_clock_set_just_before_an_edge_keeps_the_clip_whole(launch_picamera, tmp_path):
+    from tests import clock_steps
+
+    clock_steps.step_before_an_edge_keeps_the_clip_whole(launch_picamera, tmp_path, FPS)
