@@ -311,10 +311,11 @@ class PicameraCamera(Camera):
         self._clock = CaptureClock(lambda: self._camera.timestamp)
         self._stop_event = threading.Event()
         self._housekeeper: Optional[threading.Thread] = None
-        self._ports: List[int] = []
-        self._reported_ports: set = set()
-        self._pending_header = b""
+        self._ports: List[int] = []  # set on the main thread before the others start
+        self._reported_ports: set = set()  # the housekeeping thread's alone
+        self._pending_header = b""  # the H.264 port's thread's alone
         self._rgb_layout: Optional[RgbLayout] = None
+        # frame counters, one per port, each written by its own port's thread only
         self._counts = {H264_PORT: 0, JPEG_PORT: 0, RGB_PORT: 0}
         self._closed = False
 

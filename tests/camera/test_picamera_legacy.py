@@ -331,6 +331,25 @@ def test_a_port_that_dies_is_reported_once_and_the_others_keep_going(caplog):
     assert the_fake().closed  # stop_recording re-raised the port's error; stop() carried on
 
 
+def test_the_watchdog_sees_a_frozen_port_alone():
+    """The H.264 port stalls in the firmware while the live view's port goes on:
+    the camera still captures, and the H.264 output is named as owed frames."""
+    camera = make_camera(resolution=(320, 240), fps=10)
+    h264, jpeg = Collector(), Collector()
+    camera.set_h264_output(h264)
+    camera.set_jpeg_output(jpeg)
+    with running(camera):
+        h264.wait_for(3)
+        jpeg.wait_for(3)
+        assert camera.stalled(1.0) == []
+        the_fake().fake_fault("freeze", 1)
+        wait_until(lambda: camera.stalled(1.0), "the H.264 output counted as stalled")
+        (problem,) = camera.stalled(1.0)
+        assert problem.startswith("the H.264 output (recording) has delivered nothing")
+        the_fake().fake_fault("thaw", 1)
+        wait_until(lambda: camera.stalled(1.0) == [], "the H.264 output delivering again")
+
+
 def test_stop_stops_every_recording_then_closes_the_camera():
     camera = make_camera(resolution=(320, 240), fps=10)
     outputs = Collector(), Collector(), Collector()
