@@ -3,6 +3,7 @@ receiving what it emits, and reading video files with ffprobe."""
 
 from __future__ import annotations
 
+import calendar
 import glob
 import json
 import os
@@ -149,10 +150,13 @@ class SteppableClock:
     """A child's wall clock that the test sets while the child runs, as NTP would.
 
     libfaketime reads ``FAKETIME_TIMESTAMP_FILE`` at every clock call
-    (``FAKETIME_NO_CACHE=1``); with a start-at time ``@YYYY-mm-dd HH:MM:SS`` in
-    it, a new time written there makes the child's clock read that time at once
-    and run on from it. The monotonic clock is left alone. Give ``env`` to the
-    child (it must not also have ``FAKETIME``, which would win over the file).
+    (``FAKETIME_NO_CACHE=1``). The file holds an offset from the real clock, so a
+    new time written there makes the child's clock read that time at once and run
+    on from it. (A start-at time ``@YYYY-mm-dd HH:MM:SS`` in the file restarts its
+    count when threads race to re-read it: children with a few threads calling the
+    clock were seen jumping back to the start time for no reason.) Times are UTC,
+    and the child runs with ``TZ=UTC``. The monotonic clock is left alone. Give
+    ``env`` to the child (it must not also have ``FAKETIME``, which would win).
     """
 
     def __init__(self, directory, start: str):
@@ -163,13 +167,15 @@ class SteppableClock:
             "FAKETIME_TIMESTAMP_FILE": self.path,
             "FAKETIME_NO_CACHE": "1",
             "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "TZ": "UTC",
         }
 
     def set(self, when: str) -> None:
-        """Set the child's clock to ``when`` (local time), now."""
+        """Set the child's clock to ``when`` (UTC, ``YYYY-mm-dd HH:MM:SS``), now."""
+        offset = calendar.timegm(time.strptime(when, "%Y-%m-%d %H:%M:%S")) - time.time()
         temporary = self.path + ".new"
         with open(temporary, "w") as f:
-            f.write("@" + when + "\n")
+            f.write(f"{offset:+.6f}\n")
         os.replace(temporary, self.path)  # never a half-written file for the child to read
 
 
