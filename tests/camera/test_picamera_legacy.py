@@ -266,21 +266,22 @@ def test_1080p_above_30_fps_records_at_level_4_2():
     assert recording["options"]["level"] == "4.2"
 
 
-def test_a_recording_no_level_allows_is_one_clear_error_and_the_camera_is_released():
-    camera = make_camera(resolution=(1920, 1080), fps=90)
+@pytest.mark.parametrize(
+    "resolution, fps, message",
+    [
+        ((1920, 1080), 90, "lower --fps"),  # beyond level 4.2
+        ((2592, 1944), 10, "at most 1920 pixels a side"),  # beyond the encoder
+    ],
+)
+def test_h264_the_pi_cannot_record_is_one_clear_error_and_the_camera_is_released(
+    resolution, fps, message
+):
+    camera = make_camera(resolution=resolution, fps=fps)
     camera.set_h264_output(Collector())
-    with pytest.raises(ConfigError, match="lower --fps") as info:
+    with pytest.raises(ConfigError, match=message) as info:
         camera.start()
     assert "\n" not in str(info.value) and the_fake().closed
     assert not the_fake().recordings
-
-
-def test_h264_beyond_the_encoder_is_one_clear_error_and_the_camera_is_released():
-    camera = make_camera(resolution=(2592, 1944), fps=10)
-    camera.set_h264_output(Collector())
-    with pytest.raises(ConfigError, match="at most 1920 pixels a side") as info:
-        camera.start()
-    assert "\n" not in str(info.value) and the_fake().closed
 
 
 # --- defect 10: one port's failure --------------------------------------------------------
