@@ -59,6 +59,15 @@ def wait_until(condition, what: str, timeout: float = 60.0):
         time.sleep(0.05)
 
 
+def recording_and_live_view():
+    """A 320x240 10 fps camera with H.264 and JPEG collectors: (camera, h264, jpeg)."""
+    camera = make_camera(resolution=(320, 240), fps=10)
+    h264, jpeg = Collector(), Collector()
+    camera.set_h264_output(h264)
+    camera.set_jpeg_output(jpeg)
+    return camera, h264, jpeg
+
+
 class TimedCollector(Collector):
     """A Collector that also notes CLOCK_MONOTONIC and the wall clock at each delivery."""
 
@@ -315,10 +324,7 @@ def test_an_error_while_handling_a_frame_costs_that_frame_only(caplog):
 
 
 def test_a_port_that_dies_is_reported_once_and_the_others_keep_going(caplog):
-    camera = make_camera(resolution=(320, 240), fps=10)
-    h264, jpeg = Collector(), Collector()
-    camera.set_h264_output(h264)
-    camera.set_jpeg_output(jpeg)
+    camera, h264, jpeg = recording_and_live_view()
     with caplog.at_level(logging.ERROR), running(camera):
         h264.wait_for(3)
         the_fake().fake_fault("fail", 1)
@@ -335,10 +341,7 @@ def test_a_port_that_dies_is_reported_once_and_the_others_keep_going(caplog):
 def test_the_watchdog_sees_a_frozen_port_alone():
     """The H.264 port stalls in the firmware while the live view's port goes on:
     the camera still captures, and the H.264 output is named as owed frames."""
-    camera = make_camera(resolution=(320, 240), fps=10)
-    h264, jpeg = Collector(), Collector()
-    camera.set_h264_output(h264)
-    camera.set_jpeg_output(jpeg)
+    camera, h264, jpeg = recording_and_live_view()
     with running(camera):
         h264.wait_for(3)
         jpeg.wait_for(3)
@@ -425,10 +428,7 @@ def test_a_wall_clock_step_reaches_the_very_next_frames(monkeypatch):
 
     clock = SteppableWall()
     monkeypatch.setattr(legacy, "time", clock)
-    camera = make_camera(resolution=(320, 240), fps=10)
-    h264, jpeg = Collector(), Collector()
-    camera.set_h264_output(h264)
-    camera.set_jpeg_output(jpeg)
+    camera, h264, jpeg = recording_and_live_view()
     with running(camera):
         h264.wait_for(3)
         clock.step = 3600.0  # NTP syncs an hour later than the clock the Pi booted with

@@ -78,6 +78,72 @@ class Color:
         return f"<Color {self.rgb_bytes}>"
 
 
+class _Setting:
+    """A PiCamera setting: read and set only while the camera is open, every set
+    logged; ``convert(camera, value)`` checks the value and returns what is kept."""
+
+    def __init__(self, convert, idle_only: bool = False):
+        self.convert = convert
+        self.idle_only = idle_only  # camera.py refuses it while recording
+
+    def __set_name__(self, owner, name):
+        self.name, self.attribute = name, "_" + name
+
+    def __get__(self, camera, owner=None):
+        if camera is None:
+            return self
+        camera._check_camera_open()
+        return getattr(camera, self.attribute)
+
+    def __set__(self, camera, value):
+        camera._set(self.name, value)
+        if self.idle_only:
+            camera._check_recording_stopped()
+        setattr(camera, self.attribute, self.convert(camera, value))
+
+
+def _resolution(camera, value) -> PiResolution:
+    value = camera._to_resolution(value)
+    limit = camera.MAX_RESOLUTION
+    if not (0 < value.width <= limit.width and 0 < value.height <= limit.height):
+        raise PiCameraValueError(f"Invalid resolution requested: {value!r}")
+    return value
+
+
+def _framerate(camera, value) -> Fraction:
+    value = Fraction(value).limit_denominator(256)
+    camera._check_framerate(value)
+    return value
+
+
+def _clock_mode(camera, value) -> str:
+    if value not in camera.CLOCK_MODES:
+        raise PiCameraValueError(f"Invalid clock mode {value}")
+    return value
+
+
+def _annotate_text(camera, value) -> str:
+    if len(value) > 255:
+        raise PiCameraValueError("Annotation text must be 255 characters or less")
+    try:
+        value.encode("ascii")
+    except UnicodeEncodeError:
+        raise PiCameraValueError("Annotation text must be ASCII") from None
+    return value
+
+
+def _annotate_text_size(camera, value) -> int:
+    if not 6 <= value <= 160:
+        raise PiCameraValueError(f"Invalid annotation text size: {value} (valid range 6-160)")
+    return int(value)
+
+
+def _annotate_background(camera, value):
+    if value is not None and not isinstance(value, Color):
+        raise PiCameraValueError("annotate_background must be a Color or None")
+    return value
+
+
 class PiCamera:
     """The camera. Settings and recordings are used from the caller's threads; pictures
     come from the sensor thread; each port's writes from that port's thread."""
@@ -177,35 +243,16 @@ class PiCamera:
     def revision(self) -> str:
         return "imx219"
 
-    @property
-    def resolution(self) -> PiResolution:
-        self._check_camera_open()
-        return self._resolution
-
-    @resolution.setter
-    def resolution(self, value) -> None:
-        self._set("resolution", value)
-        self._check_recording_stopped()
-        value = self._to_resolution(value)
-        if not (
-            0 < value.width <= self.MAX_RESOLUTION.width
-            and 0 < value.height <= self.MAX_RESOLUTION.height
-        ):
-            raise PiCameraValueError(f"Invalid resolution requested: {value!r}")
-        self._resolution = value
-
-    @property
-    def framerate(self) -> Fraction:
-        self._check_camera_open()
-        return self._framerate
-
-    @framerate.setter
-    def framerate(self, value) -> None:
-        self._set("framerate", value)
-        self._check_recording_stopped()
-        value = Fraction(value).limit_denominator(256)
-        self._check_framerate(value)
-        self._framerate = value
+    resolution = _Setting(_resolution, idle_only=True)
+    framerate = _Setting(_framerate, idle_only=True)
+    clock_mode = _Setting(_clock_mode, idle_only=True)
+    hflip = _Setting(lambda camera, value: bool(value))
+    vflip = _Setting(lambda camera, value: bool(value))
+    # picamera rounds any angle down to a quarter turn
+    rotation = _Setting(lambda camera, value: int(value) % 360 // 90 * 90)
+    annotate_text = _Setting(_annotate_text)
+    annotate_text_size = _Setting(_annotate_text_size)
+    annotate_background = _Setting(_annotate_background)
 
     @property
     def framerate_delta(self) -> Fraction:
@@ -216,94 +263,11 @@ class PiCamera:
         return PiFramerateRange(self._framerate, self._framerate)
 
     @property
-    def clock_mode(self) -> str:
-        self._check_camera_open()
-        return self._clock_mode
-
-    @clock_mode.setter
-    def clock_mode(self, value) -> None:
-        self._set("clock_mode", value)
-        self._check_recording_stopped()
-        if value not in self.CLOCK_MODES:
-            raise PiCameraValueError(f"Invalid clock mode {value}")
-        self._clock_mode = value
-
-    @property
     def timestamp(self) -> int:
         """The VideoCore's system time in microseconds since it booted (camera.py:
         PiCamera.timestamp); the same clock as frame timestamps with clock_mode 'raw'."""
         self._check_camera_open()
         return self._stc_us(time.monotonic())
-
-    @property
-    def hflip(self) -> bool:
-        self._check_camera_open()
-        return self._hflip
-
-    @hflip.setter
-    def hflip(self, value) -> None:
-        self._set("hflip", value)
-        self._hflip = bool(value)
-
-    @property
-    def vflip(self) -> bool:
-        self._check_camera_open()
-        return self._vflip
-
-    @vflip.setter
-    def vflip(self, value) -> None:
-        self._set("vflip", value)
-        self._vflip = bool(value)
-
-    @property
-    def rotation(self) -> int:
-        self._check_camera_open()
-        return self._rotation
-
-    @rotation.setter
-    def rotation(self, value) -> None:
-        self._set("rotation", value)
-        self._rotation = int(value) % 360 // 90 * 90  # picamera rounds down to quarter turns
-
-    @property
-    def annotate_text(self) -> str:
-        self._check_camera_open()
-        return self._annotate_text
-
-    @annotate_text.setter
-    def annotate_text(self, value) -> None:
-        self._set("annotate_text", value)
-        if len(value) > 255:
-            raise PiCameraValueError("Annotation text must be 255 characters or less")
-        try:
-            value.encode("ascii")
-        except UnicodeEncodeError:
-            raise PiCameraValueError("Annotation text must be ASCII") from None
-        self._annotate_text = value
-
-    @property
-    def annotate_text_size(self) -> int:
-        self._check_camera_open()
-        return self._annotate_text_size
-
-    @annotate_text_size.setter
-    def annotate_text_size(self, value) -> None:
-        self._set("annotate_text_size", value)
-        if not 6 <= value <= 160:
-            raise PiCameraValueError(f"Invalid annotation text size: {value} (valid range 6-160)")
-        self._annotate_text_size = int(value)
-
-    @property
-    def annotate_background(self):
-        self._check_camera_open()
-        return self._annotate_background
-
-    @annotate_background.setter
-    def annotate_background(self, value) -> None:
-        self._set("annotate_background", value)
-        if value is not None and not isinstance(value, Color):
-            raise PiCameraValueError("annotate_background must be a Color or None")
-        self._annotate_background = value
 
     @property
     def recording(self) -> bool:
