@@ -119,8 +119,16 @@ def run_cli(script: str, *args: str, input: str = "", timeout: float = 60, cwd=R
 
 
 def libfaketime() -> str:
-    """Path of the libfaketime library to preload; skips the test where it is missing."""
+    """Path of the libfaketime library to preload; skips the test where it is missing.
+
+    The thread-safe build (libfaketimeMT, in the same package) comes first: with
+    several threads reading the clock, the plain build of 0.9.10 now and then
+    returns the real time, or restarts a start-at time (data races upstream fixed
+    later, wolfcw/libfaketime#488 and #547); our children read it from a few threads.
+    """
     for pattern in (
+        "/usr/lib/*/faketime/libfaketimeMT.so.1",
+        "/usr/local/lib*/faketime/libfaketimeMT.so.1",
         "/usr/lib/*/faketime/libfaketime.so.1",
         "/usr/local/lib*/faketime/libfaketime.so.1",
     ):
@@ -152,10 +160,8 @@ class SteppableClock:
     libfaketime reads ``FAKETIME_TIMESTAMP_FILE`` at every clock call
     (``FAKETIME_NO_CACHE=1``). The file holds an offset from the real clock, so a
     new time written there makes the child's clock read that time at once and run
-    on from it. (A start-at time ``@YYYY-mm-dd HH:MM:SS`` in the file restarts its
-    count when threads race to re-read it: children with a few threads calling the
-    clock were seen jumping back to the start time for no reason.) Times are UTC,
-    and the child runs with ``TZ=UTC``. The monotonic clock is left alone. Give
+    on from it, and ``step`` moves it by an exact amount whatever its time. Times
+    are UTC, and the child runs with ``TZ=UTC``. The monotonic clock is left alone. Give
     ``env`` to the child (it must not also have ``FAKETIME``, which would win).
     """
 
@@ -172,7 +178,14 @@ class SteppableClock:
 
     def set(self, when: str) -> None:
         """Set the child's clock to ``when`` (UTC, ``YYYY-mm-dd HH:MM:SS``), now."""
-        offset = calendar.timegm(time.strptime(when, "%Y-%m-%d %H:%M:%S")) - time.time()
+        self._write(calendar.timegm(time.strptime(when, "%Y-%m-%d %H:%M:%S")) - time.time())
+
+    def step(self, seconds: float) -> None:
+        """Move the child's clock by exactly ``seconds``, whenever it is now."""
+        self._write(self._offset + seconds)
+
+    def _write(self, offset: float) -> None:
+        self._offset = offset
         temporary = self.path + ".new"
         with open(temporary, "w") as f:
             f.write(f"{offset:+.6f}\n")

@@ -237,13 +237,25 @@ def test_the_watchdog_sees_one_dead_picamera_port(fault, run_pancake, request, t
 
 @pytest.fixture
 def launch_picamera(run_pancake):
-    """clock_steps' launcher: pancake.py --camera picamera on the fake, 320x240."""
+    """clock_steps' launcher: pancake.py --camera picamera on the fake, 320x240.
+
+    A failure also tells how many frames the fake dropped (its usage log).
+    """
+    usages = []
 
     def launch(*args, env=None):
-        p, _ = run_pancake("picamera", "--resolution", "320", "240", *args, extra_env=env)
+        p, usage = run_pancake("picamera", "--resolution", "320", "240", *args, extra_env=env)
+        usages.append(usage)
         return p
 
-    return launch
+    def run(scenario, workdir):
+        try:
+            scenario(launch, workdir, FPS)
+        except AssertionError as e:
+            frames = [usage_of(u).get("frames") for u in usages if os.path.exists(u)]
+            raise AssertionError(f"{e}\nthe fake's frames: {frames}") from None
+
+    return run
 
 
 def test_picamera_clock_set_forward_an_hour_starts_a_file_named_with_the_new_time(
@@ -251,16 +263,16 @@ def test_picamera_clock_set_forward_an_hour_starts_a_file_named_with_the_new_tim
 ):
     from tests import clock_steps
 
-    clock_steps.forward_step_starts_a_file_named_with_the_new_time(launch_picamera, tmp_path, FPS)
+    launch_picamera(clock_steps.forward_step_starts_a_file_named_with_the_new_time, tmp_path)
 
 
 def test_picamera_clock_set_back_an_hour_never_overwrites_a_file(launch_picamera, tmp_path):
     from tests import clock_steps
 
-    clock_steps.backward_step_never_overwrites_a_file(launch_picamera, tmp_path, FPS)
+    launch_picamera(clock_steps.backward_step_never_overwrites_a_file, tmp_path)
 
 
 def test_picamera_clock_set_just_before_an_edge_keeps_the_clip_whole(launch_picamera, tmp_path):
     from tests import clock_steps
 
-    clock_steps.step_before_an_edge_keeps_the_clip_whole(launch_picamera, tmp_path, FPS)
+    launch_picamera(clock_steps.step_before_an_edge_keeps_the_clip_whole, tmp_path)

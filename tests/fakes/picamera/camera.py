@@ -9,11 +9,12 @@ ports are in encoders.py.
 
 The sensor is a thread of its own: while any port captures, it draws the scene at
 the resolution and frame rate, burns in ``annotate_text``, stamps the picture
-with the VideoCore's clock and hands the same picture and timestamp to every
-capturing port, as the splitter does. Timestamps follow ``clock_mode``: 'raw' is
-the VideoCore's system time counter (microseconds since the GPU booted, which is
-also what ``timestamp`` reads); 'reset' (the default) counts from the moment
-capture started on the video port.
+with the VideoCore's clock at its slot (frames are 1/framerate apart, as a
+sensor's are, however loaded the machine; a late fake catches up) and hands the
+same picture and timestamp to every capturing port, as the splitter does.
+Timestamps follow ``clock_mode``: 'raw' is the VideoCore's system time counter
+(microseconds since the GPU booted, which is also what ``timestamp`` reads);
+'reset' (the default) counts from the moment capture started on the video port.
 
 Every use is recorded in ``log`` and ``recordings`` (see fake.py for the test hooks).
 """
@@ -50,6 +51,9 @@ PiFramerateRange = namedtuple("PiFramerateRange", ("low", "high"))
 #: the file extensions picamera registers with mimetypes (camera.py: PiCamera.__init__)
 VIDEO_EXTENSIONS = {".h264": "h264", ".mjpg": "mjpeg", ".mjpeg": "mjpeg"}
 RAW_FORMATS = ("yuv", "rgb", "rgba", "bgr", "bgra")
+#: Seconds the fake's drawing may fall behind the sensor's slots before it skips some
+#: (a real sensor never falls behind; a loaded test machine can)
+MAX_SENSOR_LAG = 10.0
 
 
 class Color:
@@ -198,6 +202,8 @@ class PiCamera:
         self._stc_reset_us = 0  # the clock value at the start of capture (clock_mode 'reset')
         self._faults_seen = None
         self.frames_captured = 0
+        self.frames_skipped = 0  # sensor frames the busy fake GPU let pass
+        self.frames_dropped: Dict[int, int] = {}  # by port: frames no buffer was free for
         self._capturing = threading.Event()  # set while any port captures
         self._closing = threading.Event()
         self._sensor = threading.Thread(target=self._run_sensor, name="fake-sensor", daemon=True)
@@ -388,6 +394,7 @@ class PiCamera:
         finally:
             encoder.close()
             self._unregister(splitter_port)
+            self.frames_dropped[splitter_port] = encoder.frames_dropped
 
     def record_sequence(self, outputs, format="h264", resize=None, splitter_port=1, **options):
         """camera.py: PiCamera.record_sequence: a generator; the first output starts the
@@ -513,7 +520,13 @@ class PiCamera:
         path = os.environ.get("FAKE_PICAMERA_LOG")
         if path:
             with open(path, "w") as f:
-                json.dump({"log": self.log, "recordings": self.recordings}, f, default=repr)
+                usage = {"log": self.log, "recordings": self.recordings}
+                usage["frames"] = {
+                    "captured": self.frames_captured,
+                    "skipped": self.frames_skipped,
+                    "dropped": self.frames_dropped,
+                }
+                json.dump(usage, f, default=repr)
 
     def __enter__(self):
         return self
@@ -565,7 +578,9 @@ class PiCamera:
                     )
                 )
             self._apply_faults()
-            captured = time.monotonic()
+            # the sensor and the GPU keep their own time whatever the ARM side does:
+            # a frame is stamped with its slot, and a fake that runs late catches up
+            captured = due
             image = scene.render(index, captured - started, time.time(), annotate=False)
             self._annotate(image)
             pts = self._frame_pts(captured)
@@ -573,9 +588,11 @@ class PiCamera:
                 encoder.gpu_frame(image, pts, captured)
             index += 1
             self.frames_captured += 1
-            late = time.monotonic() - (started + index * period)
-            if late > period:
-                index += int(late / period)  # a busy GPU drops sensor frames
+            behind = time.monotonic() - (started + index * period)
+            if behind > MAX_SENSOR_LAG:  # too late to catch up: let the slots pass
+                skipped = int(behind / period)
+                index += skipped
+                self.frames_skipped += skipped
 
     def _annotate(self, image: Image.Image) -> None:
         """The firmware burns annotate_text into every port's picture, top centre."""
