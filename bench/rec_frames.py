@@ -19,9 +19,7 @@ if ROOT not in sys.path:
 
 from raspberry_pancake.camera.base import CameraSettings, H264Frame  # noqa: E402
 
-PI_SAMPLE = os.path.join(
-    os.path.dirname(ROOT), "shared", "testdata", "raspivid-1080p-116frames.h264"
-)
+PI_SAMPLE = os.path.join(ROOT, "tests", "data", "raspivid-1080p-116frames.h264")
 
 
 def sim_stream(

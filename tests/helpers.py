@@ -20,20 +20,9 @@ from typing import List, Optional, Tuple
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _find_testdata() -> str:
-    """../shared/testdata, looked for above the checkout (a git worktree sits deeper)."""
-    here = ROOT
-    while os.path.dirname(here) != here:
-        here = os.path.dirname(here)
-        candidate = os.path.join(here, "shared", "testdata")
-        if os.path.isdir(candidate):
-            return candidate
-    return os.path.join(os.path.dirname(ROOT), "shared", "testdata")
-
-
-TESTDATA = _find_testdata()
+#: files the tests read, kept in the repository (tests/data/README.md says what and whence)
+TESTDATA = os.path.join(ROOT, "tests", "data")
+#: raspivid's own output from a real Pi camera
 PI_H264 = os.path.join(TESTDATA, "raspivid-1080p-116frames.h264")
 #: stand-ins for the Pi camera libraries (picamera, picamera2, libcamera)
 FAKES = os.path.join(ROOT, "tests", "fakes")

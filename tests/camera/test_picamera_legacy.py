@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import time
 
 import numpy as np
@@ -569,7 +568,6 @@ def test_watchdog_sees_frames_arrive():
         assert camera.last_frame_monotonic is not None
 
 
-@pytest.mark.skipif(not os.path.exists(PI_H264), reason="../shared/testdata is absent")
 def test_a_real_pi_bitstream_passes_through_unchanged():
     """raspivid's own output, cut into buffers as MMAL delivers them, loses and gains nothing.
 

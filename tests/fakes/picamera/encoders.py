@@ -50,7 +50,7 @@ from .mmal import (
 
 #: picamera leaves the H.264 intra period to the firmware when none is given
 #: (encoders.py: PiVideoEncoder._create_encoder reads MMAL_PARAMETER_INTRAPERIOD);
-#: the raspivid sample in ../shared/testdata has a keyframe every 60 frames.
+#: the raspivid sample in tests/data has a keyframe every 60 frames.
 DEFAULT_INTRA_PERIOD = 60
 
 #: encoders.py: PiVideoEncoder._create_encoder accepts these names and numbers
