@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Raspberry Pancake camera server: live view, recording, detection (see README)."""
+"""Raspberry Pancake camera server: live view, recording, detection (see README).
 
-import sys
+Installed as a package, the same program is `pancake`.
+"""
 
-from raspberry_pancake.pancake_cli import main
-from raspberry_pancake.terminal import run
+from raspberry_pancake.entry_points import pancake
 
 if __name__ == "__main__":
-    sys.exit(run(main, prog="pancake.py"))
+    pancake()

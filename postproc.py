@@ -1,9 +1,9 @@
-"""Post-processor for pancake.py: convert h264 to mp4, upload, notify. See the README."""
+"""Post-processor for pancake.py: convert h264 to mp4, upload, notify (see README).
 
-import sys
+Installed as a package, the same program is `pancake-postproc`.
+"""
 
-from raspberry_pancake.postproc.cli import main
-from raspberry_pancake.terminal import run
+from raspberry_pancake.entry_points import postproc
 
 if __name__ == "__main__":
-    sys.exit(run(main, prog="postproc.py"))
+    postproc()

@@ -1,10 +1,12 @@
-"""util/set_password.py: ask for a password and write its salted hash, mode 0600."""
+"""pancake-set-password and util/set_password.py: ask for a password and write its
+salted hash, mode 0600, for ``pancake.py --login``."""
 
 from __future__ import annotations
 
 import getpass
 import os
 import sys
+from argparse import RawDescriptionHelpFormatter
 from typing import Optional, Sequence
 
 from .exc import ConfigError, UserError
@@ -12,6 +14,10 @@ from .terminal import ArgumentParser
 from .web.auth import hash_password
 
 MIN_LENGTH = 8
+DESCRIPTION = """\
+Ask for a password (twice, on a terminal) and write its salted scrypt hash, mode
+0600, for pancake.py --login. From a script, give it one line on standard input:
+echo "$PW" | %(prog)s password.txt"""
 
 
 def read_password(stdin=None) -> str:
@@ -42,7 +48,7 @@ def write_private(path: str, text: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = ArgumentParser(prog="set_password.py", description=__doc__)
+    parser = ArgumentParser(description=DESCRIPTION, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument(
         "file", nargs="?", default="password.txt", help="hash file to write (default: password.txt)"
     )

@@ -54,11 +54,15 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> N
 class Pancake:
     """A real pancake.py subprocess on a free port."""
 
-    def __init__(self, *args: str, env=None, cwd=ROOT, preexec_fn=None, log_path=None):
-        """``log_path``: the log goes to that file, never filling a pipe (long or noisy runs)."""
+    def __init__(
+        self, *args: str, env=None, cwd=ROOT, preexec_fn=None, log_path=None, program=None
+    ):
+        """``log_path``: the log goes to that file, never filling a pipe (long or noisy runs).
+        ``program``: the command to start instead of this checkout's pancake.py."""
         self.port = free_port()
         self.log_path = log_path
-        cmd = [sys.executable, os.path.join(ROOT, "pancake.py"), "--port", str(self.port)]
+        program = program or [sys.executable, os.path.join(ROOT, "pancake.py")]
+        cmd = [*program, "--port", str(self.port)]
         out = open(log_path, "w") if log_path else subprocess.PIPE
         self.proc = subprocess.Popen(
             [*cmd, *args],

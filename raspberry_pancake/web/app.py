@@ -24,7 +24,9 @@ from .proxy import TrustedProxies
 
 logger = logging.getLogger(__name__)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+#: index.html, login.html and static/: in a checkout, links to the files at its top
+#: (where the original project keeps them); in an installed package, copies of them
+PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page")
 #: the browser sends only "read_frame" on the live-view socket
 MAX_WEBSOCKET_MESSAGE = 1024
 #: distinct refused Host names logged at most (a rebinding page may try many)
@@ -171,7 +173,7 @@ def make_app(
     max_stream_fps: float = 10,
     hosts: Optional[HostPolicy] = None,
     proxies: Optional[TrustedProxies] = None,
-    root: str = ROOT,
+    root: str = PAGE,
     health: Optional[HealthReport] = None,
 ) -> tornado.web.Application:
     """The application; ``/health`` is served when ``health`` is given."""
