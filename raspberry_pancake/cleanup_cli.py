@@ -52,31 +52,30 @@ def _free_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recursive", action="store_true", help=RECURSIVE_HELP)
 
 
-def _run_days(args: argparse.Namespace) -> int:
-    pairs = cleanup.parse_pairs(args.pairs, cleanup.parse_count)
-    terminal.configure_logging()
-    deleter = cleanup.Deleter(dry_run=args.dry_run)
-    for top, keep in pairs:
-        cleanup.limit_days(top, keep, deleter)
-    return 1 if deleter.failures else 0
+def _each_pair(parse_limit: Callable[[str], int], apply: Callable[..., None]):
+    """A command taking ``dir LIMIT`` pairs: ``apply(dir, limit, deleter, args)`` for each."""
+
+    def run(args: argparse.Namespace) -> int:
+        pairs = cleanup.parse_pairs(args.pairs, parse_limit)
+        terminal.configure_logging()
+        deleter = cleanup.Deleter(dry_run=args.dry_run)
+        for directory, limit in pairs:
+            apply(directory, limit, deleter, args)
+        return 1 if deleter.failures else 0
+
+    return run
 
 
-def _run_files(args: argparse.Namespace) -> int:
-    pairs = cleanup.parse_pairs(args.pairs, cleanup.parse_count)
-    terminal.configure_logging()
-    deleter = cleanup.Deleter(dry_run=args.dry_run)
-    for directory, keep in pairs:
-        cleanup.limit_by_number(directory, keep, deleter, recursive=args.recursive)
-    return 1 if deleter.failures else 0
+def _days(top: str, keep: int, deleter: cleanup.Deleter, args: argparse.Namespace) -> None:
+    cleanup.limit_days(top, keep, deleter)
 
 
-def _run_size(args: argparse.Namespace) -> int:
-    pairs = cleanup.parse_pairs(args.pairs, cleanup.parse_size)
-    terminal.configure_logging()
-    deleter = cleanup.Deleter(dry_run=args.dry_run)
-    for directory, max_bytes in pairs:
-        cleanup.limit_by_size(directory, max_bytes, deleter, recursive=args.recursive)
-    return 1 if deleter.failures else 0
+def _files(directory: str, keep: int, deleter: cleanup.Deleter, args: argparse.Namespace):
+    cleanup.limit_by_number(directory, keep, deleter, recursive=args.recursive)
+
+
+def _size(directory: str, max_bytes: int, deleter: cleanup.Deleter, args: argparse.Namespace):
+    cleanup.limit_by_size(directory, max_bytes, deleter, recursive=args.recursive)
 
 
 def _run_free(args: argparse.Namespace) -> int:
@@ -101,7 +100,7 @@ those files and stays (the log says so). Month and year folders left empty go to
 Symbolic links are never followed; files written in the last minute stay.""",
         example="bak/cam1 30 bak/cam2 30",
         add_arguments=_pairs_arguments("dir N", "a tree and a number of days", recursive=False),
-        run=_run_days,
+        run=_each_pair(cleanup.parse_count, _days),
     ),
     Command(
         name="files",
@@ -114,7 +113,7 @@ other files, symbolic links and files written in the last minute stay. With
 --recursive, subfolders count too (a YYYY/MM/DD backup tree, say).""",
         example="h264 200 mp4 400",
         add_arguments=_pairs_arguments("dir N", "a directory and a count", recursive=True),
-        run=_run_files,
+        run=_each_pair(cleanup.parse_count, _files),
     ),
     Command(
         name="size",
@@ -128,7 +127,7 @@ and every older one are deleted. Only recordings count and go; other files,
 symbolic links and files written in the last minute stay.""",
         example="h264 4G mp4 8G",
         add_arguments=_pairs_arguments("dir SIZE", "a directory and a size", recursive=True),
-        run=_run_size,
+        run=_each_pair(cleanup.parse_size, _size),
     ),
     Command(
         name="free",
