@@ -12,10 +12,9 @@ Run: ``python3 bench/preroll_memory.py``.
 
 from __future__ import annotations
 
-import os
 import sys
 
-from rec_frames import PI_SAMPLE, _timestamped, pi_stream, sim_stream
+from rec_frames import _timestamped, pi_stream, sim_stream
 
 from raspberry_pancake.recording.preroll import DEFAULT_MAX_BYTES, DEFAULT_SECONDS, PrerollBuffer
 
@@ -55,8 +54,7 @@ def main() -> None:
         f"{'stream (1920x1080, 30 fps)':<26} {'Mbit/s':>7} {'seconds':>9} {'MiB held':>10}"
         f" {'MiB peak':>10} {'KiB objs':>10} {'frames':>7}"
     )
-    if os.path.exists(PI_SAMPLE):
-        measure("real Pi sample sizes", pi_stream(60, FPS))
+    measure("real Pi sample sizes", pi_stream(60, FPS))
     measure("sim scene", sim_stream(60))
     for mbit in (10, 17, 25):
         measure(f"synthetic {mbit} Mbit/s", synthetic(mbit, 60))

@@ -34,7 +34,7 @@ import tempfile
 import time
 from statistics import median
 
-from rec_frames import PI_SAMPLE, pi_stream, sim_stream
+from rec_frames import pi_stream, sim_stream
 
 from raspberry_pancake.camera.base import Camera, CameraSettings
 from raspberry_pancake.detection import RgbSlot
@@ -223,8 +223,6 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    if args.stream == "pi" and not os.path.exists(PI_SAMPLE):
-        parser.error(f"{PI_SAMPLE} is absent; use --stream sim")
     frames = pi_stream(args.seconds) if args.stream == "pi" else sim_stream(args.seconds)
     mib = sum(len(f.data) for f in frames) / 2**20
     print(
