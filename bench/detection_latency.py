@@ -21,10 +21,11 @@ import time
 from rec_frames import pi_stream
 
 from raspberry_pancake.camera.base import RgbFrame
-from raspberry_pancake.detection import DetectionThread, RgbSlot
-from raspberry_pancake.recording.detection import EdgeRecorder
-from raspberry_pancake.recording.edges import EdgeInbox
+from raspberry_pancake.detection.edges import EdgeInbox
+from raspberry_pancake.detection.slot import RgbSlot
+from raspberry_pancake.detection.thread import DetectionThread
 from raspberry_pancake.recording.fanout import RecordingFanout
+from raspberry_pancake.recording.triggered import EdgeRecorder
 from raspberry_pancake.recording.writer import DiskWriter
 
 FPS = 30

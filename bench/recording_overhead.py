@@ -37,12 +37,12 @@ from statistics import median
 from rec_frames import pi_stream, sim_stream
 
 from raspberry_pancake.camera.base import Camera, CameraSettings
-from raspberry_pancake.detection import RgbSlot
+from raspberry_pancake.detection.edges import Edge, EdgeInbox
+from raspberry_pancake.detection.slot import RgbSlot
 from raspberry_pancake.recording.actions import Write
 from raspberry_pancake.recording.continuous import ContinuousRecorder
-from raspberry_pancake.recording.detection import AllRecorder, EdgeRecorder
-from raspberry_pancake.recording.edges import Edge, EdgeInbox
 from raspberry_pancake.recording.fanout import RecordingFanout
+from raspberry_pancake.recording.triggered import AllRecorder, EdgeRecorder
 from raspberry_pancake.recording.writer import SYNC_SECONDS, DiskWriter
 from raspberry_pancake.web.live import FrameBroadcaster
 

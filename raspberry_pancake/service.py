@@ -1,22 +1,39 @@
-"""pancake.py's running parts wired together: camera, live view, recording, systemd.
+"""pancake.py's composition root: it builds every part from the config, registers
+every camera output, and owns the order in which the parts start and stop.
 
-Everything runs on the tornado IOLoop of the main thread except the camera's
-capture thread and the threads the recording pipeline owns; those reach the loop
-only through ``IOLoop.add_callback``.
+Everything runs on the asyncio loop of the main thread (tornado's IOLoop wraps
+it) except the camera's capture thread and the threads of the disk writer, the
+detection and the emitter; those reach the loop only through
+``IOLoop.add_callback``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import signal
+from typing import Callable, List, Optional
 
 import tornado.ioloop
 
 from .camera import open_camera
+from .config import PancakeConfig
+from .detection.edges import Edge, EdgeInbox
+from .detection.loader import load_detect
+from .detection.slot import RgbSlot
+from .detection.thread import DetectionThread
+from .emitter import Emitter
 from .exc import AddressInUseError, ConfigError
-from .pipeline import build_pipeline
+from .messages import Message
+from .recording.actions import Recorder
+from .recording.continuous import ContinuousRecorder
+from .recording.fanout import RecordingFanout
+from .recording.recovery import recover
+from .recording.triggered import AllRecorder, EdgeRecorder
+from .recording.writer import DiskWriter
 from .sdnotify import Notifier
+from .watchdog import Watchdog
 from .web.access import Auth
 from .web.app import make_app
 from .web.auth import load_password_file
@@ -29,151 +46,202 @@ from .web.server import GuardedHTTPServer
 
 logger = logging.getLogger(__name__)
 
+#: At shutdown: how long detect() may take to return...
+DETECTION_STOP_SECONDS = 2.0
+#: ...how long the disk may take to finish the files (past it, they are announced
+#: as written so far; systemd's TimeoutStopSec is 30 s and issue 10 asks for 20)...
+DISK_FINISH_SECONDS = 8.0
+#: ...how long the last messages may wait for a receiver...
+EMIT_STOP_SECONDS = 3.0
+#: ...and how long removing the markers of what was sent may take.
+FORGET_SECONDS = 1.0
+
+
+def _log_only(message: Message, done: Optional[Callable[[], None]] = None) -> None:
+    logger.debug("no --emit: %s not sent", message)
+    if done is not None:
+        done()
+
 
 class PancakeService:
-    """Owns the parts of one pancake.py process; used from the main thread only."""
+    """The parts of one pancake.py process; used from the main thread only.
 
-    def __init__(self, args):
-        self.args = args
-        # user errors first, before the camera is touched
-        self.password = load_password_file(args.login) if args.login else None
-        self.camera = open_camera(args.camera, args.settings)
-        self.broadcaster = FrameBroadcaster()
-        self.camera.set_jpeg_output(self.broadcaster)
+    Building it checks the user's files (the password file, customize.py) before
+    the camera is touched, and releases the camera if anything after it fails.
+    """
+
+    def __init__(self, config: PancakeConfig):
+        self.config = config
+        self.password = load_password_file(config.web.login) if config.web.login else None
+        detection = config.detection
+        detect = load_detect(detection.customize, detection.mode) if detection else None
+        self.camera = open_camera(config.backend, config.camera)
         try:
-            self.pipeline = build_pipeline(args, self.camera)
+            self._build(detect)
         except BaseException:
             self.camera.close()  # a Pi camera stays locked until closed
             raise
-        self.notifier = Notifier()
-        self.loop = None
-        self.server = None
-        self.auth = None
-        self._stopping = False
-        self._watchdog_withheld = False
+        self._stopping: Optional[asyncio.Event] = None
 
-    def run(self) -> int:
-        self.loop = tornado.ioloop.IOLoop.current()
-        self.broadcaster.attach(self.loop)
-        self.server = self._make_server()
-        try:
-            self._listen()
-            if self.pipeline is not None:
-                self.pipeline.start()
-            self.camera.start()
-        except BaseException:
-            self._shutdown()
-            raise
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_stop_signal)
-        if hasattr(self.camera, "freeze"):
-            # rehearsals of the watchdog: a stuck camera, a frozen H.264 encoder
-            signal.signal(signal.SIGUSR1, lambda *_: self.camera.freeze())
-            signal.signal(signal.SIGUSR2, lambda *_: self.camera.freeze(output="h264"))
-        self._start_watchdog()
-        logger.info(
-            "serving the %s camera on port %d (%dx%d at %d fps)",
-            self.camera.name,
-            self.args.port,
-            *self.args.settings.resolution,
-            self.args.settings.fps,
-        )
-        self.notifier.ready(f"serving on port {self.args.port}")
-        try:
-            self.loop.start()
-        finally:
-            self._shutdown()
-        return 0
+    # building
+
+    def _build(self, detect: Optional[Callable]) -> None:
+        config = self.config
+        self.broadcaster = FrameBroadcaster()
+        self.emitter = Emitter(config.emit) if config.emit else None
+        self.announce = self.emitter.send if self.emitter is not None else _log_only
+        recorders, inbox = self._recorders()
+        self.writer = DiskWriter(self.announce) if recorders else None
+        self.fanout = RecordingFanout(recorders, self.writer) if recorders else None
+        self.rgb_slot = None
+        self.detection = None
+        if detect is not None:
+            if config.detection.mode == "image":
+                self.rgb_slot = RgbSlot()
+            on_edge = inbox.put if inbox is not None else self._announce_edge
+            self.detection = DetectionThread(
+                detect, config.detection.interval, on_edge, self.rgb_slot
+            )
+        self._register_outputs()
+        self.notifier = Notifier()
+        self.watchdog = Watchdog(self.camera, self.notifier, config.camera.fps)
+        password_file = PasswordFile(config.web.login, self.password) if self.password else None
+        self.auth = Auth(password_file)
+        self.server: Optional[GuardedHTTPServer] = None
+
+    def _recorders(self):
+        """The recorders the flags ask for, and the inbox that feeds a detection recorder."""
+        recording = self.config.recording
+        recorders: List[Recorder] = []
+        inbox = None
+        if recording.continuous_dir is not None:
+            recorders.append(ContinuousRecorder(recording.continuous_dir))
+        if recording.detection_dir is not None:
+            inbox = EdgeInbox()
+            kind = EdgeRecorder if recording.detection_mode == "edge" else AllRecorder
+            recorders.append(kind(recording.detection_dir, inbox))
+        return recorders, inbox
+
+    def _announce_edge(self, edge: Edge) -> None:
+        """Without a detection recorder, an edge goes straight to the post-processor."""
+        self.announce(Message(detection=edge.state))
+
+    def _register_outputs(self) -> None:
+        """Every consumer of the camera's frames, registered here and nowhere else."""
+        self.camera.set_jpeg_output(self.broadcaster)
+        if self.fanout is not None:
+            self.camera.set_h264_output(self.fanout, self.config.recording.resize)
+        if self.rgb_slot is not None:
+            self.camera.set_rgb_output(self.rgb_slot, self.config.detection.resize)
 
     def _make_server(self) -> GuardedHTTPServer:
         """The web server: pages behind the login, the Host check and the connection cap."""
-        args = self.args
-        password_file = PasswordFile(args.login, self.password) if self.password else None
-        self.auth = Auth(password_file)
+        web = self.config.web
+        health = HealthReport(
+            self.camera,
+            self.broadcaster,
+            web.max_stream_fps,
+            writer=self.writer,
+            emitter=self.emitter,
+            directories=self.config.recording.directories(),
+        )
         app = make_app(
             self.broadcaster,
             self.auth,
-            max_stream_fps=args.max_stream_fps,
-            hosts=HostPolicy(args.allow_host),
-            proxies=TrustedProxies(args.trusted_proxy),
-            health=self._health_report(),
+            max_stream_fps=web.max_stream_fps,
+            hosts=HostPolicy(list(web.allow_hosts)),
+            proxies=TrustedProxies(list(web.trusted_proxies)),
+            health=health,
         )
         return GuardedHTTPServer(app)
 
-    def _health_report(self) -> HealthReport:
-        directories = []
-        if self.args.record_continuous:
-            directories.append(("continuous", self.args.record_continuous))
-        if self.args.record_detection:
-            directories.append(("detection", self.args.record_detection[1]))
-        pipeline = self.pipeline
-        return HealthReport(
-            self.camera,
-            self.broadcaster,
-            self.args.max_stream_fps,
-            writer=pipeline.writer if pipeline else None,
-            emitter=pipeline.emitter if pipeline else None,
-            directories=directories,
-        )
+    # running
+
+    async def run(self) -> int:
+        """Start, serve until SIGTERM or SIGINT, then stop; the process's whole life."""
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        try:
+            self.start()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, self._on_stop_signal, signum)
+            settings = self.config.camera
+            logger.info(
+                "serving the %s camera on port %d (%dx%d at %d fps)",
+                self.camera.name,
+                self.config.web.port,
+                *settings.resolution,
+                settings.fps,
+            )
+            self.notifier.ready(f"serving on port {self.config.web.port}")
+            await self._stopping.wait()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            self.stop()
+        return 0
+
+    def start(self) -> None:
+        """The order of start: the web server, the threads that take frames, then the
+        camera, then the watchdog. What an earlier run left unannounced is announced
+        once the emitter and the writer run."""
+        self.broadcaster.attach(tornado.ioloop.IOLoop.current())
+        self.server = self._make_server()
+        self._listen()
+        if self.emitter is not None:
+            self.emitter.start()
+        if self.writer is not None:
+            self.writer.start()
+            directories = [path for _, path in self.config.recording.directories()]
+            recover(directories, self.announce, self.writer.forget)
+        if self.detection is not None:
+            self.detection.start()
+        self.camera.start()
+        self.watchdog.start()
+
+    def stop(self) -> None:
+        """The order of shutdown: no new visitors, no new frames, no new detections;
+        then the recordings close and are announced, and the last messages leave.
+
+        Every step is bounded, so a stalled disk or a detect() that never returns
+        cannot keep pancake.py from stopping before systemd kills it. Safe after a
+        start that failed half-way.
+        """
+        self.watchdog.stop()
+        if self.server is not None:
+            self.server.stop()
+        self.auth.close()
+        self.camera.stop()
+        self.camera.close()
+        if self.detection is not None:
+            self.detection.close(DETECTION_STOP_SECONDS)
+        if self.fanout is not None:
+            self.fanout.finish()
+        if self.writer is not None:
+            self.writer.finish(DISK_FINISH_SECONDS)
+        if self.emitter is not None:
+            self.emitter.close(EMIT_STOP_SECONDS)
+        if self.writer is not None:
+            self.writer.close(FORGET_SECONDS)  # the markers of what was just sent
+        self.notifier.close()
+        logger.info("stopped")
 
     def _listen(self) -> None:
+        port = self.config.web.port
         try:
-            self.server.listen(self.args.port)
+            self.server.listen(port)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise AddressInUseError(
-                    f"port {self.args.port} is already in use; choose another with --port"
+                    f"port {port} is already in use; choose another with --port"
                 ) from None
             if e.errno == errno.EACCES:
-                raise ConfigError(f"not allowed to listen on port {self.args.port}") from None
+                raise ConfigError(f"not allowed to listen on port {port}") from None
             raise
 
-    def _start_watchdog(self) -> None:
-        """Ping systemd's watchdog while the camera captures and every output gets its frames.
-
-        An output that asks for nothing (the live view without viewers, detection
-        busy) is not waited for; one that asks and gets nothing for ``max_age``
-        (a frozen encoder) stops the pings as surely as a stuck camera.
-        """
-        interval = self.notifier.watchdog_interval
-        if interval is None:
+    def _on_stop_signal(self, signum: int) -> None:
+        if self._stopping.is_set():
             return
-        max_age = max(interval, 3.0 / self.args.settings.fps)
-        tornado.ioloop.PeriodicCallback(
-            lambda: self._watchdog_ping(max_age), interval * 1000
-        ).start()
-
-    def _watchdog_ping(self, max_age: float) -> None:
-        problems = self.camera.stalled(max_age)
-        if not problems:
-            if self._watchdog_withheld:
-                self._watchdog_withheld = False
-                logger.warning("frames flow again: pinging the watchdog again")
-            self.notifier.watchdog()
-        elif not self._watchdog_withheld:
-            self._watchdog_withheld = True
-            logger.error("not pinging the watchdog: %s", "; ".join(problems))
-
-    def _on_stop_signal(self, signum, frame) -> None:
-        self.loop.add_callback_from_signal(self._stop, signal.Signals(signum).name)
-
-    def _stop(self, reason: str) -> None:
-        if self._stopping:
-            return
-        self._stopping = True
-        logger.info("%s received: closing recordings and stopping", reason)
+        logger.info("%s received: closing recordings and stopping", signal.Signals(signum).name)
         self.notifier.stopping()
-        self.loop.stop()
-
-    def _shutdown(self) -> None:
-        """Stop frames first, then let recording close and announce its files."""
-        if self.server is not None:
-            self.server.stop()
-        if self.auth is not None:
-            self.auth.close()
-        self.camera.stop()
-        self.camera.close()
-        if self.pipeline is not None:
-            self.pipeline.close()
-        self.notifier.close()
-        logger.info("stopped")
+        self._stopping.set()

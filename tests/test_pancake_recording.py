@@ -283,7 +283,7 @@ def test_bad_customize_file_is_one_clear_line(tmp_path, content, expected):
 
 def test_shipped_customize_file_answers_both_ways():
     spec_path = os.path.join(ROOT, "customize.py")
-    from raspberry_pancake.detection import load_detect
+    from raspberry_pancake.detection.loader import load_detect
 
     detect = load_detect(spec_path, "image")
     assert load_detect(spec_path, "no-image") is not None

@@ -25,19 +25,16 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Protocol, Tuple
 
-from ..exc import ConfigError
-
 logger = logging.getLogger(__name__)
 
 Size = Tuple[int, int]
 
 ROTATIONS = (0, 90, 180, 270)
-TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 @dataclass(frozen=True)
 class CameraSettings:
-    """What the user asked of the picture, whatever the backend."""
+    """What the user asked of the picture, whatever the backend (checked by ``config``)."""
 
     resolution: Size = (320, 240)
     fps: int = 12
@@ -45,26 +42,6 @@ class CameraSettings:
     hflip: bool = False
     rotation: int = 0
     annotate_text_size: int = 24
-
-    def __post_init__(self):
-        if self.rotation not in ROTATIONS:
-            raise ConfigError(f"rotation must be one of {ROTATIONS}, not {self.rotation}")
-        check_size(self.resolution, "--resolution")
-        if not 1 <= self.fps <= 120:
-            raise ConfigError(f"--fps must be between 1 and 120, not {self.fps}")
-        if not 6 <= self.annotate_text_size <= 160:
-            raise ConfigError(
-                f"--annotate-text-size must be between 6 and 160, not {self.annotate_text_size}"
-            )
-
-
-def check_size(size: Size, flag: str) -> None:
-    """Reject sizes no encoder accepts: H.264 4:2:0 needs even sides."""
-    w, h = size
-    if not (16 <= w <= 4096 and 16 <= h <= 4096):
-        raise ConfigError(f"{flag} {w} {h}: each side must be between 16 and 4096 pixels")
-    if w % 2 or h % 2:
-        raise ConfigError(f"{flag} {w} {h}: width and height must be even numbers")
 
 
 @dataclass(frozen=True)
@@ -167,8 +144,6 @@ class Camera(ABC):
     def set_h264_output(self, output: Output, size: Optional[Size] = None) -> None:
         """One H.264 encoder serves every recorder; ``size`` defaults to the resolution."""
         self._check_not_started()
-        if size is not None:
-            check_size(size, "--record-resize")
         self.h264_output, self.h264_size = output, tuple(size or self.settings.resolution)
         self._watch("h264", "the H.264 output (recording)", output)
 
@@ -179,8 +154,6 @@ class Camera(ABC):
 
     def set_rgb_output(self, output: Output, size: Optional[Size] = None) -> None:
         self._check_not_started()
-        if size is not None:
-            check_size(size, "--detect-resize")
         self.rgb_output, self.rgb_size = output, tuple(size or self.settings.resolution)
         self._watch("rgb", "the RGB output (detection)", output)
 

@@ -36,8 +36,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..exc import CameraUnavailableError, ConfigError, UserError
+from .annotation import load_font, timestamp_text
 from .base import (
-    TIMESTAMP_FORMAT,
     Camera,
     CameraSettings,
     H264Frame,
@@ -46,7 +46,6 @@ from .base import (
     Size,
     output_wants_frame,
 )
-from .scene import load_font
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +184,7 @@ class TimestampOverlay:
         self._text = text
 
     def draw(self, array: np.ndarray, when: float) -> None:
-        text = time.strftime(TIMESTAMP_FORMAT, time.localtime(when))
+        text = timestamp_text(when)
         if text != self._text:
             self._render(text)
         y, u, v = yuv420_planes(array, self.size)

@@ -39,8 +39,8 @@ import numpy as np
 from PIL import Image
 
 from ..exc import CameraUnavailableError, ConfigError
+from .annotation import timestamp_text
 from .base import (
-    TIMESTAMP_FORMAT,
     Camera,
     CameraSettings,
     H264Frame,
@@ -414,7 +414,7 @@ class PicameraCamera(Camera):
     # housekeeping (its own thread): the annotation, the clocks, dead ports
 
     def _update_annotation(self) -> None:
-        self._camera.annotate_text = time.strftime(TIMESTAMP_FORMAT)
+        self._camera.annotate_text = timestamp_text(time.time())
 
     def _housekeep(self) -> None:
         while not self._stop_event.wait(1.0 - time.time() % 1.0):

@@ -2,52 +2,24 @@
 
 A still background, a ball that moves during part of each cycle and rests for the
 rest (so motion detection has something to find and something to ignore), a frame
-counter, then the user's flips and rotation, then the timestamp annotation, as a
-camera burns it into the picture.
+counter, then the user's flips and rotation, then the timestamp annotation
+(``annotation``), as a camera burns it into the picture.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from typing import Optional, Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from .base import TIMESTAMP_FORMAT, CameraSettings
+from .annotation import Annotator, load_font
+from .base import CameraSettings
 
 #: One scene cycle: the ball rests, then moves, then rests again (seconds).
 CYCLE_SECONDS = 20.0
 MOTION_START, MOTION_END = 6.0, 14.0
-
-
-def load_font(size: int):
-    """A scalable font where Pillow has one, its small bitmap font otherwise."""
-    for name in ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf"):
-        try:
-            return ImageFont.truetype(name, size)
-        except OSError:
-            pass
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow older than 10.1
-        return ImageFont.load_default()
-
-
-class Annotator:
-    """Burns the capture time into a picture, like picamera's annotate_text."""
-
-    def __init__(self, text_size: int):
-        self.font = load_font(text_size)
-
-    def draw(self, image: Image.Image, when: float) -> None:
-        text = time.strftime(TIMESTAMP_FORMAT, time.localtime(when))
-        draw = ImageDraw.Draw(image)
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=self.font)
-        x = (image.width - (right - left)) // 2
-        draw.rectangle((x - 4, 2, x + right - left + 4, 6 + bottom - top), fill=(0, 0, 0))
-        draw.text((x - left, 4 - top), text, font=self.font, fill=(255, 255, 255))
 
 
 class Scene:

@@ -6,9 +6,10 @@ JPEG, and frames come at ``--fps`` in real time. Encoders run only for the
 outputs that are registered, and the JPEG encoder only while a viewer waits.
 
 ``freeze()`` stops frames from arriving while the thread stays alive, which is
-what a stuck camera looks like to the watchdog (pancake.py maps SIGUSR1 to it);
-``freeze(output="h264")`` stops only the H.264 output while the camera captures
-on, which is what a frozen encoder looks like (SIGUSR2).
+what a stuck camera looks like to the watchdog; ``freeze(output="h264")`` stops
+only the H.264 output while the camera captures on, which is what a frozen
+encoder looks like. They are rehearsals of the watchdog: started from the main
+thread, the sim camera maps SIGUSR1 and SIGUSR2 to them while it runs.
 
 Each frame's two times are read together at capture: ``time.monotonic()`` and
 ``time.time()``.
@@ -18,9 +19,10 @@ from __future__ import annotations
 
 import io
 import logging
+import signal
 import threading
 import time
-from typing import FrozenSet, Optional
+from typing import Dict, FrozenSet, Optional
 
 import numpy as np
 from PIL import Image
@@ -48,11 +50,12 @@ class SimCamera(Camera):
         self._frozen = threading.Event()
         # the outputs frozen alone; replaced whole, so the capture thread reads it unlocked
         self._frozen_outputs: FrozenSet[str] = frozenset()
+        self._previous_handlers: Dict[int, object] = {}
 
     def freeze(self, frozen: Optional[bool] = None, output: Optional[str] = None) -> bool:
         """Stop (or resume) frames, as a stalled camera would; returns the new state.
 
-        Called from the main thread (a signal handler). With ``output`` (one of
+        Called from the main thread (a signal handler, or a test). With ``output`` (one of
         ``OUTPUT_KINDS``) only that output stops, as when its encoder freezes
         without raising; it is neither encoded nor delivered meanwhile, so the
         H.264 stream stays decodable once it resumes. None toggles.
@@ -77,12 +80,30 @@ class SimCamera(Camera):
         self._stop_event.clear()
         self._thread = threading.Thread(target=self._run, name="sim-camera", daemon=True)
         self._thread.start()
+        self._map_rehearsal_signals()
 
     def _stop(self) -> None:
+        self._unmap_rehearsal_signals()
         self._stop_event.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+
+    def _map_rehearsal_signals(self) -> None:
+        """SIGUSR1 freezes the camera, SIGUSR2 its H.264 output (toggles; main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # a camera driven by a test's thread: signals are not ours to take
+        rehearsals = {
+            signal.SIGUSR1: lambda *_: self.freeze(),
+            signal.SIGUSR2: lambda *_: self.freeze(output="h264"),
+        }
+        for signum, handler in rehearsals.items():
+            self._previous_handlers[signum] = signal.signal(signum, handler)
+
+    def _unmap_rehearsal_signals(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers = {}
 
     def _run(self) -> None:
         scene = Scene(self.settings)

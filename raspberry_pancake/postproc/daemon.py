@@ -34,6 +34,7 @@ from .mqtt import MqttPublisher, MqttSettings
 from .notify import TelegramTarget, detection_text
 from .receiver import Receiver
 from .recordings import RecordingRules, RejectedPath
+from .routing import Routing
 from .schedule import ConversionCounter, MinuteSchedule
 from .state import StateStore
 from .upload import Destination
@@ -97,13 +98,15 @@ class Daemon:
             settings.mp4_dir,
             settings.rate,
             self.rules,
-            [d.key for d in settings.destinations],
-            settings.upload_queue_size,
-            [t.key for t in settings.targets],
-            settings.notify_queue_size,
-            ConversionCounter(settings.upload_after_convert),
-            on_converted=lambda: self.trigger_uploads("after conversions"),
-            on_notification=self.wake_notifiers,
+            Routing(
+                destinations=tuple(d.key for d in settings.destinations),
+                upload_limit=settings.upload_queue_size,
+                targets=tuple(t.key for t in settings.targets),
+                notify_limit=settings.notify_queue_size,
+                counter=ConversionCounter(settings.upload_after_convert),
+                on_converted=lambda: self.trigger_uploads("after conversions"),
+                on_notification=self.wake_notifiers,
+            ),
             stop=self.stop,
         )
         self.events = (

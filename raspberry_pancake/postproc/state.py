@@ -22,7 +22,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..exc import StateFullError
 
@@ -94,6 +94,30 @@ class Notification:
     target: str
     text: str
     video: Optional[str]
+
+
+@dataclass(frozen=True)
+class Note:
+    """A notification to queue: ``text``, and the ``video`` to send with it if any."""
+
+    target: str
+    text: str
+    video: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class FollowUps:
+    """What a finished conversion queues: the mp4's uploads and the notifications.
+
+    A queue that already holds its limit (``upload_limit`` per destination,
+    ``notify_limit`` per chat) gets nothing.
+    """
+
+    mp4: Optional[str]  # None: the conversion failed, nothing is uploaded
+    destinations: Tuple[str, ...] = ()
+    upload_limit: int = 0
+    notes: Tuple[Note, ...] = ()
+    notify_limit: int = 0
 
 
 @dataclass(frozen=True)
@@ -226,39 +250,31 @@ class StateStore:
             ).fetchall()
         return [Conversion(i, h, None if d is None else bool(d)) for i, h, d in rows]
 
-    def finish_conversion(
-        self,
-        conversion_id: int,
-        mp4: Optional[str],
-        destinations: Sequence[str],
-        upload_limit: int,
-        notifications: Sequence[Tuple[str, str, Optional[str]]],
-        notify_limit: int,
-    ) -> Outcome:
+    def finish_conversion(self, conversion_id: int, follow_ups: FollowUps) -> Outcome:
         """Atomically retire a conversion and queue what follows it.
 
-        ``notifications`` holds ``(target, text, video)``. A destination or target
-        whose queue already holds its limit gets nothing; it is named in the outcome.
+        A destination or chat whose queue is at its limit is named in the outcome.
         """
         dropped_up, dropped_note = [], []
+        mp4 = follow_ups.mp4
         with self._lock, self._transaction():
             self._db.execute("DELETE FROM conversions WHERE id = ?", (conversion_id,))
             if mp4 is not None:
-                for dest in destinations:
-                    if self._count("uploads", "destination", dest) >= upload_limit:
+                for dest in follow_ups.destinations:
+                    if self._count("uploads", "destination", dest) >= follow_ups.upload_limit:
                         dropped_up.append(dest)
                         continue
                     self._db.execute(
                         "INSERT OR IGNORE INTO uploads (destination, mp4) VALUES (?, ?)",
                         (dest, mp4),
                     )
-            for target, text, video in notifications:
-                if self._count("notifications", "target", target) >= notify_limit:
-                    dropped_note.append(target)
+            for note in follow_ups.notes:
+                if self._count("notifications", "target", note.target) >= follow_ups.notify_limit:
+                    dropped_note.append(note.target)
                     continue
                 self._db.execute(
                     "INSERT INTO notifications (target, text, video) VALUES (?, ?, ?)",
-                    (target, text, video),
+                    (note.target, note.text, note.video),
                 )
         return Outcome(tuple(dropped_up), tuple(dropped_note))
 

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 from ..exc import (
     ConversionError,
@@ -25,9 +25,9 @@ from ..exc import (
 )
 from . import convert
 from .events import Events
-from .notify import MAX_VIDEO_BYTES, TelegramTarget, detection_text
+from .notify import MAX_VIDEO_BYTES, TelegramTarget
 from .recordings import RecordingRules, RejectedPath
-from .schedule import ConversionCounter
+from .routing import Routing
 from .state import Conversion, Notification, StateStore, Upload
 from .upload import Destination, dated_dir
 
@@ -44,7 +44,11 @@ SPACE_RETRY_MAX = 300.0
 
 
 class Worker(threading.Thread):
-    """A daemon thread that sleeps until woken (or ``idle`` seconds) and does a round."""
+    """A daemon thread that sleeps until woken (or ``idle`` seconds) and does a round.
+
+    A subclass changes how long it sleeps (``seconds_to_sleep``) and what a wake-up
+    does (``on_wake``); the loop, the stop and the busy flag are this class's.
+    """
 
     idle = 5.0
     #: Told what happened (the daemon sets its observer here); called from this thread.
@@ -54,6 +58,9 @@ class Worker(threading.Thread):
         super().__init__(name=name, daemon=True)
         self.stop = stop
         self._wake = threading.Event()
+        # guards _busy, set by this thread around each wake-up and read by wakers
+        self._busy_lock = threading.Lock()
+        self._busy = False
         self._state_full = False  # only this thread reads and writes it
 
     def wake(self) -> None:
@@ -61,11 +68,25 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self._wake.wait(self.idle)
-            self._wake.clear()
-            if self.stop.is_set():
-                break
-            self.guarded_round()
+            self._wake.wait(self.seconds_to_sleep())
+            with self._busy_lock:
+                woken = self._wake.is_set()
+                self._wake.clear()
+                self._busy = True
+            try:
+                if self.stop.is_set():
+                    break
+                self.on_wake(woken)
+            finally:
+                with self._busy_lock:
+                    self._busy = False
+
+    def seconds_to_sleep(self) -> float:
+        return self.idle
+
+    def on_wake(self, woken: bool) -> None:
+        """A round at every wake-up, and every ``idle`` seconds."""
+        self.guarded_round()
 
     def guarded_round(self, *args) -> None:
         """One round, with every failure logged and contained."""
@@ -106,13 +127,7 @@ class ConvertWorker(Worker):
         mp4_dir: str,
         rate: Fraction,
         rules: RecordingRules,
-        destinations: Sequence[str],
-        upload_limit: int,
-        targets: Sequence[str],
-        notify_limit: int,
-        counter: ConversionCounter,
-        on_converted: Callable[[], None],
-        on_notification: Callable[[], None],
+        routing: Routing,
         stop: threading.Event,
     ):
         super().__init__("convert", stop)
@@ -121,13 +136,7 @@ class ConvertWorker(Worker):
         self.mp4_dir = mp4_dir
         self.rate = rate
         self.rules = rules
-        self.destinations = list(destinations)
-        self.upload_limit = upload_limit
-        self.targets = list(targets)
-        self.notify_limit = notify_limit
-        self.counter = counter
-        self.on_converted = on_converted
-        self.on_notification = on_notification
+        self.routing = routing
         self._space_failures = 0  # consecutive conversions that found the disk full
 
     def round(self) -> None:
@@ -203,33 +212,29 @@ class ConvertWorker(Worker):
 
     def _finish(self, job: Conversion, mp4: Optional[str]) -> None:
         """Retire ``job`` and queue its uploads and notifications (a conversion ended)."""
-        notes = []
-        if job.detection is not None:
-            text = detection_text(job.detection, conversion_failed=mp4 is None)
-            notes = [(target, text, mp4) for target in self.targets]
-        outcome = self.store.finish_conversion(
-            job.id, mp4, self.destinations, self.upload_limit, notes, self.notify_limit
-        )
+        routing = self.routing
+        follow_ups = routing.follow_ups(mp4, job.detection)
+        outcome = self.store.finish_conversion(job.id, follow_ups)
         for dest in outcome.uploads_dropped:
             logger.warning(
                 "upload queue of %s is full (%s): dropped %s",
                 dest,
-                self.upload_limit,
+                follow_ups.upload_limit,
                 os.path.basename(mp4 or ""),
             )
         for target in outcome.notifications_dropped:
             logger.warning(
                 "notify queue of %s is full (%s): dropped %r",
                 target,
-                self.notify_limit,
-                notes[0][1],
+                follow_ups.notify_limit,
+                follow_ups.notes[0].text,
             )
         self.events.recording(job.h264, mp4, job.detection)
-        if notes:
-            self.on_notification()
-        if mp4 is not None and self.counter.add():
-            logger.info("upload trigger: %s conversion(s) done", self.counter.every)
-            self.on_converted()
+        if follow_ups.notes:
+            routing.on_notification()
+        if mp4 is not None and routing.counter.add():
+            logger.info("upload trigger: %s conversion(s) done", routing.counter.every)
+            routing.on_converted()
 
 
 @dataclass(frozen=True)
@@ -281,8 +286,6 @@ class UploadWorker(Worker):
         self.store = store
         self.destination = destination
         self.retry = retry or RetryPolicy()
-        self._busy_lock = threading.Lock()  # guards self._busy between triggerers and the worker
-        self._busy = False
         # Only this thread uses these: when to try a destination that was away, and
         # how many rounds in a row found it so.
         self._away_until = 0.0
@@ -298,27 +301,17 @@ class UploadWorker(Worker):
             logger.info("upload to %s triggered (%s)", self.destination, reason)
             self._wake.set()
 
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self._wake.wait(self._seconds_to_next_retry())
-            with self._busy_lock:
-                triggered = self._wake.is_set()
-                self._wake.clear()
-                self._busy = True
-            try:
-                if self.stop.is_set():
-                    break
-                if triggered:
-                    self.guarded_round("trigger")
-                elif self._away_rounds and time.monotonic() >= self._away_until:
-                    self.guarded_round("retry")
-                elif not self._away_rounds and self._due_retries():
-                    self.guarded_round("retry of failed files")
-            finally:
-                with self._busy_lock:
-                    self._busy = False
+    def on_wake(self, woken: bool) -> None:
+        """A round at a trigger, or when a retry is due; otherwise nothing."""
+        if woken:
+            self.guarded_round("trigger")
+        elif self._away_rounds and time.monotonic() >= self._away_until:
+            self.guarded_round("retry")
+        elif not self._away_rounds and self._due_retries():
+            self.guarded_round("retry of failed files")
 
-    def _seconds_to_next_retry(self) -> float:
+    def seconds_to_sleep(self) -> float:
+        """Until the next retry is due, at most ``idle``."""
         if self._away_rounds:
             wait = self._away_until - time.monotonic()
         else:

@@ -1,4 +1,4 @@
-"""What a recorder asks of the disk writer, as plain values.
+"""What a recorder asks of the disk writer, as plain values, and what a recorder is.
 
 Recorders never touch the disk: they return these instructions, which keeps them
 pure logic a unit test can drive with synthetic frames, and lets the disk writer
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import List, Optional, Protocol, Union
 
 from ..camera.base import H264Frame
 from ..messages import Message
@@ -64,3 +64,21 @@ class Emit:
     """Send a message once everything given before it is done."""
 
     message: Message
+
+
+#: Everything a recorder can ask of the disk writer.
+Action = Union[Open, Write, Close, Emit]
+
+
+class Recorder(Protocol):
+    """Decides, frame by frame, what goes to disk; never touches it itself.
+
+    ``on_frame`` is called on the camera's capture thread, ``finish`` on the main
+    thread once the camera has stopped (it closes whatever is still open).
+    """
+
+    name: str
+
+    def on_frame(self, frame: H264Frame) -> List[Action]: ...
+
+    def finish(self) -> List[Action]: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 from ..camera.base import H264Frame
-from .actions import Close, Open, RecordingFile, Write
+from .actions import Action, Close, Open, RecordingFile, Write
 from .naming import continuous_name
 from .timeline import next_quarter_mark, past_quarter
 
@@ -31,8 +31,8 @@ class ContinuousRecorder:
         self.split_at = 0.0
         self.frames_written = 0
 
-    def on_frame(self, frame: H264Frame) -> List[object]:
-        actions: List[object] = []
+    def on_frame(self, frame: H264Frame) -> List[Action]:
+        actions: List[Action] = []
         if frame.keyframe and (self.current is None or past_quarter(self.split_at, frame.wall)):
             if self.current is not None:
                 actions.append(Close(self.current))
@@ -44,7 +44,7 @@ class ContinuousRecorder:
             self.frames_written += 1
         return actions
 
-    def finish(self) -> List[object]:
+    def finish(self) -> List[Action]:
         """Close the file being written (at shutdown)."""
         if self.current is None:
             return []

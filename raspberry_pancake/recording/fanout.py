@@ -7,6 +7,7 @@ import threading
 from typing import List
 
 from ..camera.base import H264Frame
+from .actions import Recorder
 from .timeline import WallClockSteps
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ class RecordingFanout:
     wall clock being set, which renames what follows and changes no duration.
     """
 
-    def __init__(self, recorders: List[object], writer):
+    def __init__(self, recorders: List[Recorder], writer):
         self.recorders = recorders
         self.writer = writer
         # guards the recorders against finish() racing a late frame

@@ -11,7 +11,7 @@ import time
 
 from raspberry_pancake.camera.base import Camera, CameraSettings, H264Frame, JpegFrame
 from raspberry_pancake.camera.sim import SimCamera
-from raspberry_pancake.detection import RgbSlot
+from raspberry_pancake.detection.slot import RgbSlot
 from tests.camera.camhelpers import Collector, running
 
 H264 = "the H.264 output (recording)"

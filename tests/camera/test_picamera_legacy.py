@@ -15,7 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from raspberry_pancake.camera.base import TIMESTAMP_FORMAT, CameraSettings
+from raspberry_pancake.camera.annotation import TIMESTAMP_FORMAT
+from raspberry_pancake.camera.base import CameraSettings
 from raspberry_pancake.exc import CameraUnavailableError, ConfigError
 from tests.camera.camhelpers import (
     BLUE,

@@ -160,7 +160,7 @@ def test_video_over_the_bot_api_limit_goes_as_a_message(tmp_path, monkeypatch):
     import threading
 
     from raspberry_pancake.postproc import workers
-    from raspberry_pancake.postproc.state import StateStore
+    from raspberry_pancake.postproc.state import FollowUps, Note, StateStore
 
     sent = []
 
@@ -176,10 +176,10 @@ def test_video_over_the_bot_api_limit_goes_as_a_message(tmp_path, monkeypatch):
     video = tmp_path / "20240102-0304.mp4"
     video.write_bytes(b"x" * 1000)
     store = StateStore(str(tmp_path / "s.sqlite"))
+    note = Note(Target.key, "Detection changed to True", str(video))
     store.finish_conversion(
-        store.add_conversion("/h.h264", True), str(video), [], 1,
-        [(Target.key, "Detection changed to True", str(video))] * 2, 5,
-    )  # fmt: skip
+        store.add_conversion("/h.h264", True), FollowUps(str(video), (), 1, (note, note), 5)
+    )
     worker = workers.NotifyWorker(0, store, Target(), threading.Event())
     monkeypatch.setattr(workers, "MAX_VIDEO_BYTES", 999)
     note = store.next_notification(Target.key)

@@ -17,8 +17,9 @@ from raspberry_pancake.exc import AddressInUseError
 from raspberry_pancake.postproc.notify import detection_text
 from raspberry_pancake.postproc.receiver import Receiver
 from raspberry_pancake.postproc.recordings import RecordingRules, RejectedPath
+from raspberry_pancake.postproc.routing import Routing
 from raspberry_pancake.postproc.schedule import ConversionCounter, MinuteSchedule
-from raspberry_pancake.postproc.state import StateStore
+from raspberry_pancake.postproc.state import FollowUps, Note, StateStore
 from raspberry_pancake.postproc.upload import dated_dir
 
 
@@ -76,9 +77,11 @@ def test_state_survives_reopen_and_bounds_queues(tmp_path):
     pending = store.pending_conversions()
     assert [c.h264 for c in pending] == ["/h/0.h264", "/h/1.h264", "/h/2.h264"]
     assert pending[0].detection is True and pending[1].detection is None
-    out = store.finish_conversion(ids[0], "/m/0.mp4", ["a", "b"], 1, [("t", "x", "/m/0.mp4")], 1)
+    notes = (Note("t", "x", "/m/0.mp4"),)
+    out = store.finish_conversion(ids[0], FollowUps("/m/0.mp4", ("a", "b"), 1, notes, 1))
     assert out.uploads_dropped == () and out.notifications_dropped == ()
-    out = store.finish_conversion(ids[1], "/m/1.mp4", ["a", "b"], 1, [("t", "y", None)], 1)
+    notes = (Note("t", "y"),)
+    out = store.finish_conversion(ids[1], FollowUps("/m/1.mp4", ("a", "b"), 1, notes, 1))
     assert out.uploads_dropped == ("a", "b") and out.notifications_dropped == ("t",)
     assert [u.mp4 for u in store.pending_uploads("a")] == ["/m/0.mp4"]
     assert store.upload_counts() == {"a": 1, "b": 1}
@@ -97,7 +100,7 @@ def test_state_survives_reopen_and_bounds_queues(tmp_path):
     assert store.next_notification("t") is None
     assert [c.id for c in store.pending_conversions()] == [ids[2]]
     # A failed conversion (no mp4) queues no upload.
-    store.finish_conversion(ids[2], None, ["c"], 5, [], 5)
+    store.finish_conversion(ids[2], FollowUps(None, ("c",), 5, (), 5))
     assert store.pending_uploads("c") == [] and store.pending_conversions() == []
     store.close()
 
@@ -253,3 +256,16 @@ def test_state_file_of_the_previous_version_is_taken_over(tmp_path):
     # WAL is the only mode a file remembers; the store left it for its kept journal.
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] != "wal"
     assert os.path.exists(path + "-journal") and not os.path.exists(path + "-wal")
+
+
+def test_routing_says_where_an_mp4_goes_next():
+    routing = Routing(
+        destinations=("scp", "ftp"), upload_limit=3, targets=("chat",), notify_limit=4
+    )
+    plain = routing.follow_ups("/m/a.mp4", None)
+    assert plain == FollowUps("/m/a.mp4", ("scp", "ftp"), 3, (), 4)  # no detection: no note
+    clip = routing.follow_ups("/m/b.mp4", True)
+    assert clip.notes == (Note("chat", detection_text(True), "/m/b.mp4"),)
+    failed = routing.follow_ups(None, False)
+    assert failed.destinations == ()  # nothing to upload
+    assert failed.notes == (Note("chat", detection_text(False, conversion_failed=True), None),)

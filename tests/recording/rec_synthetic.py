@@ -13,8 +13,8 @@ import time
 from typing import Dict, Iterable, List, Tuple
 
 from raspberry_pancake.camera.base import H264Frame
+from raspberry_pancake.detection.edges import Edge
 from raspberry_pancake.recording.actions import Close, Emit, Open, RecordingFile, Write
-from raspberry_pancake.recording.edges import Edge
 
 
 def local(text: str) -> float:

@@ -6,8 +6,8 @@ import logging
 import threading
 import time
 
-from raspberry_pancake import detection as detection_module
-from raspberry_pancake.detection import DetectionThread
+from raspberry_pancake.detection import thread as detection_module
+from raspberry_pancake.detection.thread import DetectionThread
 
 
 def scripted(*steps):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from rec_synthetic import Replay, at, drive, edges, local, make_frames
 
-from raspberry_pancake.recording.detection import AllRecorder, EdgeRecorder
-from raspberry_pancake.recording.edges import Edge, EdgeInbox, EdgeSampler
+from raspberry_pancake.detection.edges import Edge, EdgeInbox, EdgeSampler
 from raspberry_pancake.recording.preroll import PrerollBuffer
+from raspberry_pancake.recording.triggered import AllRecorder, EdgeRecorder
 
 T0 = local("2020-06-23 18:00:00")
 FPS = 10

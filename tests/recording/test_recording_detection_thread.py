@@ -12,7 +12,9 @@ import uuid
 import pytest
 
 from raspberry_pancake.camera.base import RgbFrame
-from raspberry_pancake.detection import DetectionThread, RgbSlot, load_detect
+from raspberry_pancake.detection.loader import load_detect
+from raspberry_pancake.detection.slot import RgbSlot
+from raspberry_pancake.detection.thread import DetectionThread
 from raspberry_pancake.emitter import Emitter
 from raspberry_pancake.exc import CustomizeError
 from raspberry_pancake.messages import Message

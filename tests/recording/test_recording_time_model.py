@@ -16,11 +16,11 @@ import pytest
 from rec_synthetic import Replay, at, drive, edges, local, make_frames
 
 from raspberry_pancake.camera.base import H264Frame, RgbFrame
-from raspberry_pancake.detection import DetectionThread
+from raspberry_pancake.detection.edges import EdgeInbox
+from raspberry_pancake.detection.thread import DetectionThread
 from raspberry_pancake.recording.continuous import ContinuousRecorder
-from raspberry_pancake.recording.detection import AllRecorder, EdgeRecorder
-from raspberry_pancake.recording.edges import EdgeInbox
 from raspberry_pancake.recording.fanout import RecordingFanout
+from raspberry_pancake.recording.triggered import AllRecorder, EdgeRecorder
 
 FPS = 12
 WALL0 = local("2020-06-23 17:20:00")

@@ -1,18 +1,15 @@
-"""The user's ``detect()`` from customize.py, run on a thread of its own."""
+"""The thread that calls the user's ``detect()`` and turns its answers into edges."""
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import logging
-import os
 import threading
 import time
 from typing import Callable, Optional
 
-from .camera.base import RgbFrame
-from .exc import CustomizeError
-from .recording.edges import Edge, EdgeSampler
+from .edges import Edge, EdgeSampler
+from .slot import RgbSlot
 
 logger = logging.getLogger(__name__)
 
@@ -24,83 +21,6 @@ FRAME_WAIT = 1.0
 #: reported as stalled; checked this often.
 STALL_SECONDS = 10.0
 STALL_CHECK_SECONDS = 1.0
-
-
-def load_detect(path: str, mode: str) -> Callable:
-    """Import ``path`` and return its ``detect``; raise CustomizeError saying what is wrong.
-
-    ``mode`` is ``"image"`` (``detect(bytes)``) or ``"no-image"`` (``detect()``);
-    a function that cannot be called that way is refused now rather than failing
-    on every frame later.
-    """
-    if not os.path.isfile(path):
-        raise CustomizeError(f"--customize: {path!r} does not exist")
-    spec = importlib.util.spec_from_file_location("customize", path)
-    if spec is None or spec.loader is None:
-        raise CustomizeError(f"--customize: {path!r} cannot be imported as Python")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except BaseException as e:  # a SystemExit in user code is still a user error
-        raise CustomizeError(f"--customize: {path!r} failed to import: {e!r}") from None
-    detect = getattr(module, "detect", None)
-    if not callable(detect):
-        raise CustomizeError(f"--customize: {path!r} does not define a function detect()")
-    args = ("rgb",) if mode == "image" else ()
-    try:
-        inspect.signature(detect).bind(*args)
-    except TypeError:
-        wanted = "detect(bytes)" if mode == "image" else "detect()"
-        raise CustomizeError(
-            f"--customize: {path!r}: --detect {mode} calls {wanted}, "
-            f"which its detect{inspect.signature(detect)} does not accept"
-        ) from None
-    except ValueError:
-        pass  # no signature to check (a builtin): let it run
-    return detect
-
-
-class RgbSlot:
-    """The camera's RGB output: holds one frame for the detection thread.
-
-    ``outputframe`` and ``wants_frame`` are called on the camera's capture thread,
-    ``take`` on the detection thread. The camera only makes an RGB frame once
-    ``take`` has asked for one, so a slow detector costs the camera nothing. A
-    ``take`` that gave up leaves its request standing until a frame comes: a
-    camera that never answers is then seen by the watchdog, however short
-    detection's waits are.
-    """
-
-    def __init__(self):
-        # guards _frame, _wanted and _closed
-        self._cond = threading.Condition()
-        self._frame: Optional[RgbFrame] = None
-        self._wanted = False
-        self._closed = False
-
-    def wants_frame(self) -> bool:
-        return self._wanted
-
-    def outputframe(self, frame: RgbFrame) -> None:
-        with self._cond:
-            if self._wanted:
-                self._frame = frame
-                self._wanted = False
-                self._cond.notify()
-
-    def take(self, timeout: float) -> Optional[RgbFrame]:
-        with self._cond:
-            self._frame = None
-            self._wanted = True
-            self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout)
-            frame, self._frame = self._frame, None
-            return frame
-
-    def wake(self) -> None:
-        """Make ``take`` return at once from now on (at shutdown)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
 
 class DetectionThread:

@@ -1,4 +1,4 @@
-"""Detection edges: sampling a detector's answers, and handing edges to a recorder."""
+"""Detection edges: sampling detect()'s answers, and handing the edges to a recorder."""
 
 from __future__ import annotations
 

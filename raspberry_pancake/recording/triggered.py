@@ -12,9 +12,9 @@ import logging
 from typing import List, Optional
 
 from ..camera.base import H264Frame
+from ..detection.edges import Edge, EdgeInbox
 from ..messages import Message
-from .actions import Close, Emit, Open, RecordingFile, Write
-from .edges import Edge, EdgeInbox
+from .actions import Action, Close, Emit, Open, RecordingFile, Write
 from .naming import detection_name
 from .preroll import PrerollBuffer
 from .timeline import QUARTER_HOUR
@@ -73,8 +73,8 @@ class _DetectionRecorder:
         self.inbox = inbox
         self.preroll = preroll if preroll is not None else PrerollBuffer()
 
-    def on_frame(self, frame: H264Frame) -> List[object]:
-        actions: List[object] = []
+    def on_frame(self, frame: H264Frame) -> List[Action]:
+        actions: List[Action] = []
         self.preroll.append(frame)
         for edge in self.inbox.due(frame.monotonic):
             self._on_edge(edge, frame, actions)
@@ -102,16 +102,16 @@ class _DetectionRecorder:
 
     # for the modes
 
-    def _on_edge(self, edge: Edge, frame: H264Frame, actions: List[object]) -> None:
+    def _on_edge(self, edge: Edge, frame: H264Frame, actions: List[Action]) -> None:
         raise NotImplementedError
 
-    def _on_time(self, frame: H264Frame, actions: List[object]) -> None:
+    def _on_time(self, frame: H264Frame, actions: List[Action]) -> None:
         raise NotImplementedError
 
-    def _feed(self, frame: H264Frame, actions: List[object]) -> None:
+    def _feed(self, frame: H264Frame, actions: List[Action]) -> None:
         raise NotImplementedError
 
-    def finish(self) -> List[object]:
+    def finish(self) -> List[Action]:
         raise NotImplementedError
 
 
@@ -135,11 +135,11 @@ class EdgeRecorder(_DetectionRecorder):
         self.latest_edge: Optional[float] = None
         self.last_clip_edge: Optional[float] = None
 
-    def _on_edge(self, edge: Edge, frame: H264Frame, actions: List[object]) -> None:
+    def _on_edge(self, edge: Edge, frame: H264Frame, actions: List[Action]) -> None:
         self.state = edge.state
         self.latest_edge = edge.time
 
-    def _on_time(self, frame: H264Frame, actions: List[object]) -> None:
+    def _on_time(self, frame: H264Frame, actions: List[Action]) -> None:
         if self.state == self.clipped_state or self.latest_edge is None:
             return
         edge_time = self.latest_edge
@@ -159,7 +159,7 @@ class EdgeRecorder(_DetectionRecorder):
             actions.append(Write(clip.file, f))
         self.clips.append(clip)
 
-    def _feed(self, frame: H264Frame, actions: List[object]) -> None:
+    def _feed(self, frame: H264Frame, actions: List[Action]) -> None:
         still_open = []
         for clip in self.clips:
             if clip.ends_before(frame):
@@ -169,8 +169,8 @@ class EdgeRecorder(_DetectionRecorder):
                 still_open.append(clip)
         self.clips = still_open
 
-    def finish(self) -> List[object]:
-        actions: List[object] = [Close(clip.file, clip.state) for clip in self.clips]
+    def finish(self) -> List[Action]:
+        actions: List[Action] = [Close(clip.file, clip.state) for clip in self.clips]
         self.clips = []
         return actions
 
@@ -204,7 +204,7 @@ class AllRecorder(_DetectionRecorder):
         super().__init__(directory, inbox, preroll)
         self.session: Optional[_Session] = None
 
-    def _on_edge(self, edge: Edge, frame: H264Frame, actions: List[object]) -> None:
+    def _on_edge(self, edge: Edge, frame: H264Frame, actions: List[Action]) -> None:
         session = self.session
         if edge.state and session is None:
             clip, buffered = self._new_clip(edge.time, True, None, frame, actions)
@@ -217,13 +217,13 @@ class AllRecorder(_DetectionRecorder):
         elif session is not None and session.false_since is None:
             session.false_since = edge.time
 
-    def _on_time(self, frame: H264Frame, actions: List[object]) -> None:
+    def _on_time(self, frame: H264Frame, actions: List[Action]) -> None:
         session = self.session
         if session is not None and session.false_since is not None:
             if frame.monotonic >= session.false_since + HOLD_SECONDS:
                 self._end(actions)
 
-    def _end(self, actions: List[object]) -> None:
+    def _end(self, actions: List[Action]) -> None:
         session, self.session = self.session, None
         if session.clip is not None:
             actions.append(Close(session.clip.file, True))
@@ -231,7 +231,7 @@ class AllRecorder(_DetectionRecorder):
         if session.file is not None:
             actions.append(Close(session.file))
 
-    def _feed(self, frame: H264Frame, actions: List[object]) -> None:
+    def _feed(self, frame: H264Frame, actions: List[Action]) -> None:
         session = self.session
         if session is None:
             return
@@ -254,7 +254,7 @@ class AllRecorder(_DetectionRecorder):
         session.split_at = frame.monotonic + SPLIT_SECONDS
         actions.append(Open(session.file))
 
-    def finish(self) -> List[object]:
+    def finish(self) -> List[Action]:
         session, self.session = self.session, None
         if session is None:
             return []
