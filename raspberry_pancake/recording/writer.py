@@ -13,6 +13,7 @@ from typing import Callable, Deque, Dict, List, Optional
 
 from ..messages import Message
 from .actions import Close, Emit, Open, RecordingFile, Write
+from .gaps import KeyframeGate
 from .naming import create_new_file
 from .pending import Announce, PendingMarker, sync_directory
 
@@ -66,7 +67,6 @@ class _Recording:
         "marker",
         "size",
         "frames",
-        "need_keyframe",
         "unsynced",
         "unsynced_since",
         "announced",
@@ -78,8 +78,6 @@ class _Recording:
         self.marker: Optional[PendingMarker] = None
         self.size = 0
         self.frames = 0
-        # after a lost frame, the next frames are useless until a keyframe
-        self.need_keyframe = False
         self.unsynced = 0  # bytes written since the last fdatasync
         self.unsynced_since = 0.0
         self.announced = False
@@ -170,7 +168,7 @@ class DiskWriter:
         self.max_frames = max_frames
         self.sync_seconds = sync_seconds  # None: never sync, not even the directory (a benchmark)
         self.clock = clock
-        # guards _queue, _queued_bytes, _queued_frames, _idle, _urgent, _damaged, the
+        # guards _queue, _queued_bytes, _queued_frames, _idle, _urgent, _refused, the
         # drop counters, _batch, _claimed, _finished, _abandoned, the _recordings map
         # and each recording's ``announced`` (_position is a plain int the writer
         # thread stores before each action and finish() reads under the lock)
@@ -180,7 +178,7 @@ class DiskWriter:
         self._queue: Deque[object] = deque()
         self._queued_bytes = 0
         self._queued_frames = 0
-        self._damaged: set = set()  # files that lost a frame in the queue
+        self._refused = KeyframeGate()  # files that lost a frame to the full queue
         self._dropping = 0  # frames dropped since the queue was last accepting
         self.frames_dropped = 0
         self._batch: Deque[object] = deque()  # taken from the queue, being carried out
@@ -191,6 +189,7 @@ class DiskWriter:
         self._recordings: Dict[RecordingFile, _Recording] = {}  # changed by the writer
         # writer thread only
         self._failures = _FailureLog(clock)
+        self._lost = KeyframeGate()  # files that lost a frame to the disk
         self._next_sweep = 0.0
         self._sync_bytes = SYNC_BYTES  # the step, adapted to the disk's speed
         self.syncs = 0
@@ -209,7 +208,7 @@ class DiskWriter:
                 if not self._accept(action):
                     return
             elif isinstance(action, Close):
-                self._damaged.discard(action.file)
+                self._refused.forget(action.file)
             self._queue.append(action)
             if not isinstance(action, Write):
                 self._urgent = True
@@ -225,7 +224,7 @@ class DiskWriter:
         size = len(action.frame.data)
         file = action.file
         full = self._queued_bytes + size > self.max_bytes or self._queued_frames >= self.max_frames
-        if full or (file in self._damaged and not action.frame.keyframe):
+        if full or not self._refused.admits(file, action.frame.keyframe):
             if not self._dropping:
                 logger.error(
                     "the disk is not keeping up: the write queue is full (%d frames, %.1f MiB),"
@@ -235,12 +234,11 @@ class DiskWriter:
                 )
             self._dropping += 1
             self.frames_dropped += 1
-            self._damaged.add(file)
+            self._refused.lose(file)
             return False
-        if self._dropping and not self._damaged - {file}:
+        if self._dropping and not self._refused.any_waiting():
             logger.error("the disk caught up: %d frames were lost", self._dropping)
             self._dropping = 0
-        self._damaged.discard(file)
         self._queued_bytes += size
         self._queued_frames += 1
         return True
@@ -467,7 +465,7 @@ class DiskWriter:
             return
         if recording.fd is None and frame.keyframe:
             self._create(recording)  # creating it failed before: try again
-        if recording.fd is None or (recording.need_keyframe and not frame.keyframe):
+        if recording.fd is None or not self._lost.admits(file, frame.keyframe):
             self._lose_frame()
             return
         data = memoryview(frame.data)
@@ -482,7 +480,6 @@ class DiskWriter:
             return
         recording.size += len(data)
         recording.frames += 1
-        recording.need_keyframe = False
         self.frames_written += 1
         if not recording.unsynced:
             recording.unsynced_since = self.clock()
@@ -494,7 +491,7 @@ class DiskWriter:
 
     def _cut_partial(self, recording: _Recording) -> None:
         """Remove a half-written frame so the file stays a clean stream."""
-        recording.need_keyframe = True
+        self._lost.lose(recording.file)
         try:
             os.ftruncate(recording.fd, recording.size)
             os.lseek(recording.fd, recording.size, os.SEEK_SET)
@@ -568,6 +565,7 @@ class DiskWriter:
             except OSError as e:
                 logger.debug("cannot note %s as finished: %s", marker.path, e)
             marker.release()
+        self._lost.forget(file)
         with self._cond:
             # one step, so that finish() giving up sees either the file or the claim
             self._recordings.pop(file, None)
