@@ -6,7 +6,10 @@ the same safety rules apply, because a cleanup job runs unattended for months:
 
 * only regular files whose names are recordings (``YYYYMMDD-hhmm`` or
   ``YYYYMMDD-hhmmss``, an optional ``-N`` or ``_N`` suffix, then ``.h264`` or
-  ``.mp4``) are ever deleted;
+  ``.mp4``) are ever deleted, and their timestamp files (the same name with
+  ``.pts``, written by pancake beside each ``.h264``): a ``.pts`` goes with its
+  recording, right after it, and never alone while the recording exists; one
+  whose recording is gone (an orphan) is deleted too;
 * symbolic links are never followed and never deleted. Below the directory named
   on the command line, every folder is opened with ``O_NOFOLLOW`` relative to its
   parent's descriptor, and files are examined and unlinked relative to their
@@ -129,6 +132,8 @@ class Recording:
     frees: int
     #: (device, inode) when found: a file put in its place since is not deleted.
     identity: Tuple[int, int]
+    #: The name of its timestamp file, for an .h264 that has one: deleted with it.
+    timestamps: Optional[str] = None
 
     @property
     def path(self) -> str:
@@ -139,15 +144,63 @@ class Recording:
         return (self.started, self.mtime, self.path)
 
 
+@dataclass(frozen=True)
+class OrphanTimestamps:
+    """A timestamp file found without the ``.h264`` it belongs to."""
+
+    top: str
+    folders: Tuple[str, ...]
+    name: str
+    identity: Tuple[int, int]
+
+    @property
+    def path(self) -> str:
+        return _join(self.top, self.folders, self.name)
+
+    @property
+    def recording_name(self) -> str:
+        return _recording_of(self.name)
+
+
+TIMESTAMPS_EXTENSION = ".pts"
+
+
+def _recording_of(timestamps_file: str) -> str:
+    """``20200623-1715.pts`` -> ``20200623-1715.h264``."""
+    return timestamps_file[: -len(TIMESTAMPS_EXTENSION)] + ".h264"
+
+
+def timestamps_name(recording_name: str) -> Optional[str]:
+    """The name of the timestamp file an ``.h264`` recording may have beside it."""
+    if not recording_name.endswith(".h264"):
+        return None
+    return recording_name[: -len(".h264")] + TIMESTAMPS_EXTENSION
+
+
 def _scan(
-    top: str, folders: Tuple[str, ...], fd: int, recursive: bool, found: List[Recording]
+    top: str,
+    folders: Tuple[str, ...],
+    fd: int,
+    recursive: bool,
+    found: List[Recording],
+    orphans: Optional[List[OrphanTimestamps]] = None,
 ) -> None:
-    """Add the recordings in the folder open as ``fd`` (and below, if ``recursive``)."""
+    """Add the recordings in the folder open as ``fd`` (and below, if ``recursive``),
+    each with its timestamp file; and to ``orphans``, timestamp files without one."""
     try:
         names = sorted(entry.name for entry in os.scandir(fd))
     except OSError as e:
         logger.warning("cannot read %s: %s", _join(top, folders), e.strerror)
         return
+    timestamp_files = {}
+    for name in names:
+        if name.endswith(TIMESTAMPS_EXTENSION) and recording_time(_recording_of(name)):
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                timestamp_files[name] = st
     for name in names:
         try:
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
@@ -164,19 +217,34 @@ def _scan(
             except OSError:  # replaced by a link (or gone) since it was looked at
                 continue
             try:
-                _scan(top, folders + (name,), sub, recursive, found)
+                _scan(top, folders + (name,), sub, recursive, found, orphans)
             finally:
                 os.close(sub)
         elif stat.S_ISREG(st.st_mode):
             started = recording_time(name)
             if started is not None:
-                frees = st.st_blocks * 512 if st.st_nlink == 1 else 0
+                size, frees = st.st_size, _frees(st)
+                pts = timestamps_name(name)
+                pts_st = timestamp_files.pop(pts, None)
+                if pts_st is None:
+                    pts = None
+                else:  # the pair goes together, so it counts together
+                    size, frees = size + pts_st.st_size, frees + _frees(pts_st)
                 found.append(
                     Recording(
-                        top, folders, name, started, st.st_mtime, st.st_size, frees,
-                        (st.st_dev, st.st_ino),
+                        top, folders, name, started, st.st_mtime, size, frees,
+                        (st.st_dev, st.st_ino), pts,
                     )
                 )  # fmt: skip
+    if orphans is not None:
+        for name, st in sorted(timestamp_files.items()):
+            if _recording_of(name) not in names:
+                orphans.append(OrphanTimestamps(top, folders, name, (st.st_dev, st.st_ino)))
+
+
+def _frees(st: os.stat_result) -> int:
+    """What deleting a file gives back: its blocks, or nothing if other links remain."""
+    return st.st_blocks * 512 if st.st_nlink == 1 else 0
 
 
 def find_recordings(
@@ -187,17 +255,30 @@ def find_recordings(
     Links to files are skipped and links to directories are never entered.
     """
     found: List[Recording] = []
+    _scan_from(directory, folders, recursive, found, None)
+    found.sort(key=lambda r: r.age_key)
+    return found
+
+
+def find_orphan_timestamps(
+    directory: str, recursive: bool = False, folders: Sequence[str] = ()
+) -> List[OrphanTimestamps]:
+    """Timestamp files in ``directory/folders...`` (and below) without their ``.h264``."""
+    orphans: List[OrphanTimestamps] = []
+    _scan_from(directory, folders, recursive, [], orphans)
+    return orphans
+
+
+def _scan_from(directory, folders, recursive, found, orphans) -> None:
     try:
         fd = open_folder(directory, folders)
     except OSError as e:
         logger.warning("cannot read %s: %s", _join(directory, folders), e.strerror)
-        return found
+        return
     try:
-        _scan(directory, tuple(folders), fd, recursive, found)
+        _scan(directory, tuple(folders), fd, recursive, found, orphans)
     finally:
         os.close(fd)
-    found.sort(key=lambda r: r.age_key)
-    return found
 
 
 def free_bytes(path: str) -> int:
@@ -223,13 +304,20 @@ class Deleter:
 
     def delete(self, recording: Recording) -> bool:
         """Delete one recording if it is still the regular, settled file found; True if it went."""
-        path = recording.path
+        return self._in_folder(recording, lambda fd: self._delete_in(fd, recording))
+
+    def delete_orphan(self, orphan: OrphanTimestamps) -> bool:
+        """Delete a timestamp file whose recording is still gone, once it has settled."""
+        return self._in_folder(orphan, lambda fd: self._delete_orphan_in(fd, orphan))
+
+    def _in_folder(self, found, act: Callable[[int], bool]) -> bool:
+        """``act(fd)`` on the folder of ``found`` (a Recording or an orphan), opened safely."""
         try:
-            fd = open_folder(recording.top, recording.folders)
+            fd = open_folder(found.top, found.folders)
         except OSError as e:
-            return self._cannot_open(_join(recording.top, recording.folders), path, e)
+            return self._cannot_open(_join(found.top, found.folders), found.path, e)
         try:
-            return self._delete_in(fd, recording)
+            return act(fd)
         finally:
             os.close(fd)
 
@@ -250,23 +338,71 @@ class Deleter:
         if (st.st_dev, st.st_ino) != recording.identity:
             logger.warning("keeping %s: another file took its place", path)
             return False
-        age = time.time() - st.st_mtime
-        if age < self.fresh_seconds:
-            logger.info("keeping %s: modified %.0f s ago, it may still be written", path, age)
+        if self._fresh(path, st):
             return False
-        if self.dry_run:
-            logger.info("would delete %s (%s)", path, format_size(st.st_size))
-        else:
-            try:
-                os.unlink(name, dir_fd=fd)
-            except OSError as e:
-                logger.error("cannot delete %s: %s", path, e.strerror)
-                self.failures += 1
-                return False
-            logger.info("deleted %s (%s)", path, format_size(st.st_size))
+        if not self._unlink_in(fd, name, path, st.st_size):
+            return False
         self.deleted += 1
         self.freed += recording.frees
         self.gone.add(path)
+        if recording.timestamps is not None:
+            # after the recording, so a failure in between leaves an orphan, never a
+            # recording without its timestamps
+            pts_path = _join(recording.top, recording.folders, recording.timestamps)
+            try:
+                pts = os.stat(recording.timestamps, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                pts = None
+            if pts is not None and stat.S_ISREG(pts.st_mode):
+                if self._unlink_in(fd, recording.timestamps, pts_path, pts.st_size):
+                    self.gone.add(pts_path)
+        return True
+
+    def _delete_orphan_in(self, fd: int, orphan: OrphanTimestamps) -> bool:
+        path = orphan.path
+        try:
+            st = os.stat(orphan.name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != orphan.identity:
+            return False
+        recording = _join(orphan.top, orphan.folders, orphan.recording_name)
+        if recording not in self.gone:
+            try:
+                os.stat(orphan.recording_name, dir_fd=fd, follow_symlinks=False)
+                return False  # a recording of that name is there (again)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return False
+        if self._fresh(path, st):
+            return False
+        logger.info("%s has no recording beside it", path)
+        if not self._unlink_in(fd, orphan.name, path, st.st_size):
+            return False
+        self.gone.add(path)
+        return True
+
+    def _fresh(self, path: str, st: os.stat_result) -> bool:
+        """Whether a file was modified too recently to delete (and say so)."""
+        age = time.time() - st.st_mtime
+        if age < self.fresh_seconds:
+            logger.info("keeping %s: modified %.0f s ago, it may still be written", path, age)
+            return True
+        return False
+
+    def _unlink_in(self, fd: int, name: str, path: str, size: int) -> bool:
+        """Delete ``name`` from the folder open as ``fd`` (or, in a dry run, say so)."""
+        if self.dry_run:
+            logger.info("would delete %s (%s)", path, format_size(size))
+            return True
+        try:
+            os.unlink(name, dir_fd=fd)
+        except OSError as e:
+            logger.error("cannot delete %s: %s", path, e.strerror)
+            self.failures += 1
+            return False
+        logger.info("deleted %s (%s)", path, format_size(size))
         return True
 
     def _cannot_open(self, folder: str, path: str, error: OSError) -> bool:
@@ -319,6 +455,14 @@ def _delete_oldest(recordings: Sequence[Recording], deleter: Deleter) -> None:
         deleter.delete(recording)
 
 
+def delete_orphans(
+    directory: str, deleter: Deleter, recursive: bool = False, folders: Sequence[str] = ()
+) -> None:
+    """Delete the timestamp files left without their recording."""
+    for orphan in find_orphan_timestamps(directory, recursive, folders):
+        deleter.delete_orphan(orphan)
+
+
 def limit_by_number(directory: str, keep: int, deleter: Deleter, recursive: bool = False):
     """Keep the newest ``keep`` recordings of ``directory``; delete the older ones."""
     recordings = find_recordings(directory, recursive)
@@ -331,6 +475,7 @@ def limit_by_number(directory: str, keep: int, deleter: Deleter, recursive: bool
         len(excess),
     )
     _delete_oldest(excess, deleter)
+    delete_orphans(directory, deleter, recursive)
 
 
 def limit_by_size(directory: str, max_bytes: int, deleter: Deleter, recursive: bool = False):
@@ -353,6 +498,7 @@ def limit_by_size(directory: str, max_bytes: int, deleter: Deleter, recursive: b
         len(excess),
     )
     _delete_oldest(excess, deleter)
+    delete_orphans(directory, deleter, recursive)
 
 
 def limit_free_space(
@@ -378,6 +524,8 @@ def _free_up(group: Sequence[str], min_free: int, deleter: Deleter, recursive: b
     figure never makes this delete more than needed.
     """
     where = ", ".join(group)
+    for directory in group:
+        delete_orphans(directory, deleter, recursive)
     start = free_bytes(group[0])
     if start >= min_free:
         logger.info("%s: %s free, %s wanted", where, format_size(start), format_size(min_free))
@@ -472,6 +620,7 @@ def limit_days(top: str, keep: int, deleter: Deleter) -> None:
     for _, day in old:
         for recording in find_recordings(top, folders=day):
             deleter.delete(recording)
+        delete_orphans(top, deleter, folders=day)
         left = deleter.left_in(top, day)
         if left == []:
             if deleter.remove_folder(top, day):

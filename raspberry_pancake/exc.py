@@ -46,6 +46,10 @@ class ProtocolError(PancakeError, ValueError):
     """A datagram that does not follow the message protocol."""
 
 
+class TimestampFileError(PancakeError, ValueError):
+    """A timestamp (.pts) file that cannot be used: not v2, unordered, too large."""
+
+
 # Run-time failures of postproc's work items: logged and contained by the worker
 # that meets them, never an exit code.
 

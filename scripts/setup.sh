@@ -15,6 +15,7 @@ if [ "$dev" = yes ]; then
   packages+=(ncftp openssh-server openssh-client chromium faketime iproute2 procps systemd)
   packages+=(mosquitto)  # the MQTT broker the postproc --mqtt tests run
   packages+=(e2fsprogs util-linux)  # loop devices, fsfreeze, e2fsck: the disk-fault tests
+  packages+=(mkvtoolnix)  # mkvmerge reads the .pts timestamp files in a format test
 fi
 # Debian 12's own Python libraries, and the players the viewer tests drive
 os_packages=no

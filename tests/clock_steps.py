@@ -36,6 +36,7 @@ from tests.helpers import (
     frames_received,
     starts_with_keyframe,
     stop,
+    with_timestamp_files,
 )
 
 Launch = Callable[..., Pancake]
@@ -81,7 +82,7 @@ def forward_step_starts_a_file_named_with_the_new_time(launch: Launch, workdir, 
         assert rx.wait_for(2) == [{"h264": first}, {"h264": second}]
     finally:
         rx.stop()
-    assert sorted(os.listdir(out)) == [os.path.basename(first), os.path.basename(second)]
+    assert sorted(os.listdir(out)) == with_timestamp_files(first, second)
     check_recordings([first, second], log)
     assert "the wall clock was set +36" in log, log
 
@@ -121,7 +122,7 @@ def backward_step_never_overwrites_a_file(launch: Launch, workdir, fps: int) -> 
         with open(os.path.join(out, name), "rb") as f:
             assert f.read() == data, f"{name} was overwritten"
     assert messages == [{"h264": path} for path in paths]
-    assert sorted(os.listdir(out)) == sorted([*earlier, *names])
+    assert sorted(os.listdir(out)) == sorted([*earlier, *with_timestamp_files(*names)])
     check_recordings(paths, log)
     assert "the wall clock was set -36" in log, log
 

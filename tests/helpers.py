@@ -197,6 +197,12 @@ def stop(p: Pancake, clean_log: bool = False) -> str:
     return out
 
 
+def with_timestamp_files(*h264_names: str) -> List[str]:
+    """What a directory holds after pancake recorded these files: each with its .pts."""
+    names = [os.path.basename(n) for n in h264_names]
+    return sorted(names + [n[: -len(".h264")] + ".pts" for n in names])
+
+
 def frames_received(log: str) -> int:
     """The frame count pancake.py logs when its recording stops."""
     return int(re.search(r"recording received (\d+) H.264 frames", log).group(1))

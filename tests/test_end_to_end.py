@@ -8,8 +8,12 @@ import glob
 import os
 import time
 
+import pytest
+
+from raspberry_pancake import timestamps
 from tests.helpers import count_frames, fake_clock_env
-from tests.postproc.pp_helpers import BotApi, Postproc, assert_mp4, wait_until
+from tests.postproc.pp_helpers import BotApi, Postproc, decode_errors, wait_until
+from tests.pts_helpers import TICK, mp4_timing, pts_lines
 
 FPS = 12
 DETECT_FROM, DETECT_UNTIL = 4.0, 10.0  # seconds after the first detect() call
@@ -73,13 +77,18 @@ def test_recordings_flow_from_camera_to_mp4_and_telegram(tmp_path, pancake):
         assert "20200623-1714.h264" in names and "20200623-1715.h264" in names, names
         clips = [n for n in names if len(n) == len("20200623-171500.h264")]
         assert len(clips) == 2, names
-        # every finished file is converted, frame for frame
+        # every finished file is converted, frame for frame, each frame at the time
+        # its .pts gives, and the mp4 says when it was recorded (the camera's clock)
         expected = [str(mp4 / n.replace(".h264", ".mp4")) for n in names]
         wait_until(lambda: all(os.path.exists(m) for m in expected), 90, "every mp4")
         for source, converted in zip(h264_files, expected):
             frames = count_frames(source)
-            assert frames > 0
-            assert_mp4(converted, frames, FPS)
+            times = pts_lines(timestamps.pts_path(source))[1]
+            got = mp4_timing(converted)
+            assert frames > 0 and got.frames == frames == len(times)
+            assert got.pts == pytest.approx([ms / 1000 for ms in times], abs=TICK)
+            assert got.creation_time.startswith("2020-06-23T17:1"), got.creation_time
+            assert decode_errors(converted) == ""
         videos = bot.of("sendVideo")
         assert [v["fields"]["caption"] for v in videos[:2]] == [
             "Detection changed to True",

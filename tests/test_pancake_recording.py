@@ -25,6 +25,7 @@ from tests.helpers import (
     scripted_customize,
     starts_with_keyframe,
     stop,
+    with_timestamp_files,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
@@ -101,7 +102,7 @@ def test_continuous_splits_at_the_quarter_hour_and_loses_no_frame(tmp_path, proc
     log = stop(p)
     messages = rx.wait_for(2)
     assert messages == [{"h264": str(first)}, {"h264": str(second)}]
-    assert sorted(os.listdir(tmp_path)) == [first.name, second.name]
+    assert sorted(os.listdir(tmp_path)) == with_timestamp_files(first.name, second.name)
     counts = [count_frames(str(first)), count_frames(str(second))]
     assert all(counts) and all(starts_with_keyframe(str(f)) for f in (first, second))
     assert sum(counts) == frames_received(log), "every frame once, none lost"

@@ -41,6 +41,7 @@ from tests.helpers import (
     scripted_customize,
     starts_with_keyframe,
     stop,
+    with_timestamp_files,
 )
 from tests.test_sdnotify import abstract_receiver  # noqa: F401 - a fixture
 
@@ -139,7 +140,7 @@ def test_continuous_recording_splits_at_the_quarter_hour(backend, run_pancake, r
         time.sleep(0.2)
     log = stop(p, clean_log=True)
     assert receiver.wait_for(2) == [{"h264": str(first)}, {"h264": str(second)}]
-    assert sorted(os.listdir(out_dir)) == [first.name, second.name]
+    assert sorted(os.listdir(out_dir)) == with_timestamp_files(first.name, second.name)
     counts = [count_frames(first), count_frames(second)]
     assert all(counts) and sum(counts) == frames_received(log)
     for path in (first, second):

@@ -39,6 +39,7 @@ from tests.helpers import (
     scripted_customize,
     starts_with_keyframe,
 )
+from tests.pts_helpers import h264_frames, pts_lines
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
 
@@ -290,6 +291,11 @@ def test_power_cut_loses_about_two_seconds_and_the_orphan_is_announced(tmp_path,
         rx.start()  # a post-processor that starts later still gets it
         assert rx.wait_for(1, timeout=30)[0] == {"h264": os.path.join(mnt, name)}
         assert decode_errors(os.path.join(mnt, name)) == ""
+        # its timestamp file, synced after the video, lists no frame the video lost
+        _, times, sizes = pts_lines(os.path.join(mnt, name[: -len(".h264")] + ".pts"))
+        frames = h264_frames(os.path.join(mnt, name))
+        assert len(times) == len(sizes) and 0 < len(sizes) <= len(frames)
+        assert sizes == frames[: len(sizes)] and len(frames) - len(sizes) <= 2 * FPS
         p2.proc.send_signal(signal.SIGTERM)
         assert p2.proc.wait(timeout=60) == 0
 

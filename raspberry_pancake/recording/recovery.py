@@ -4,8 +4,10 @@ not finish at shutdown), made whole and announced at the next start.
 Raw H.264 is self-delimiting, so what reached the disk plays up to its last
 frame; only that frame may be torn. A recording whose marker is empty was
 still being written: its last access unit is cut off (at worst a whole frame
-is lost) so no player or converter meets half a picture. A marker holding the
-announcement belongs to a file that was finished: it is announced as it is.
+is lost) so no player or converter meets half a picture, and its timestamp
+file (``.pts``) is cut to the frames that remain, so it never lists a frame the
+video lacks. A marker holding the announcement belongs to a file that was
+finished (and its timestamp file with it): it is announced as it is.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import stat
 from typing import Callable, Iterable, List, Optional
 
+from .. import timestamps
 from ..exc import ProtocolError
 from ..messages import Message, decode
 from . import pending
@@ -150,9 +153,11 @@ def _recover_one(marker: str, path: str, announce: Announce, forget) -> bool:
         message = _noted_announcement(fd, path)
         if message is None:
             size = trim_last_access_unit(path)
+            timed = _trim_timestamps(path, st.st_size if size is None else size)
             if size == 0:
                 logger.warning("%s holds no whole frame: removed", path)
                 os.unlink(path)
+                _remove_timestamps(path)
                 pending.PendingMarker.remove(marker)
                 return False
             logger.warning(
@@ -161,6 +166,8 @@ def _recover_one(marker: str, path: str, announce: Announce, forget) -> bool:
                 path,
                 size if size is not None else st.st_size,
             )
+            if timed is not None:
+                logger.info("%s: its timestamp file lists its first %d frames", path, timed)
             message = Message(h264=path)
         else:
             logger.warning("recovered %s, finished by an earlier run but never announced", path)
@@ -168,6 +175,27 @@ def _recover_one(marker: str, path: str, announce: Announce, forget) -> bool:
         os.close(fd)
     announce(message, lambda: forget(marker))
     return True
+
+
+def _trim_timestamps(path: str, size: int) -> Optional[int]:
+    """Cut the timestamp file of ``path`` to the frames within ``size`` bytes.
+
+    Returns how many frames it lists, None when there is none (or it was unusable,
+    and removed: postproc then times the video at its ``fps``).
+    """
+    try:
+        return timestamps.trim_to(timestamps.pts_path(path), size)
+    except OSError as e:
+        logger.error("cannot trim the timestamp file of %s: %s", path, e.strerror)
+        _remove_timestamps(path)
+        return None
+
+
+def _remove_timestamps(path: str) -> None:
+    try:
+        os.unlink(timestamps.pts_path(path))
+    except FileNotFoundError:
+        pass
 
 
 def recover(directories: Iterable[str], announce: Announce, forget) -> int:

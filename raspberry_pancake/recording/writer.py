@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional
 
 from ..messages import Message
+from ..timestamps import TimestampWriter
 from .actions import Close, Emit, Open, RecordingFile, Write
 from .gaps import KeyframeGate
 from .naming import create_new_file
@@ -52,18 +53,20 @@ class _Forget:
 
 
 class _Recording:
-    """Writer-side state of one recording: its descriptor, how much is good and synced.
+    """Writer-side state of one recording: its descriptor, how much is good and synced,
+    and its timestamp file (``.pts``, see ``timestamps.py``).
 
     Owned by the writer thread; ``DiskWriter.finish`` reads ``file.path`` and
     ``size`` and sets ``announced`` under the writer's lock when it gives up on
-    the disk. A sidecar written along with the video (a timestamp file) would add
-    its descriptor to ``descriptors()`` and so share the syncs, the close and the
-    marker.
+    the disk. The timestamp file's descriptor comes after the video's in
+    ``descriptors()``, so it shares the syncs (the video's frames reach the disk
+    first), the close and the marker: the recovery of an orphan trims both.
     """
 
     __slots__ = (
         "file",
         "fd",
+        "pts",
         "marker",
         "size",
         "frames",
@@ -75,6 +78,7 @@ class _Recording:
     def __init__(self, file: RecordingFile):
         self.file = file
         self.fd: Optional[int] = None
+        self.pts: Optional[TimestampWriter] = None
         self.marker: Optional[PendingMarker] = None
         self.size = 0
         self.frames = 0
@@ -83,7 +87,11 @@ class _Recording:
         self.announced = False
 
     def descriptors(self) -> List[int]:
-        return [self.fd] if self.fd is not None else []
+        if self.fd is None:
+            return []
+        if self.pts is None or self.pts.fd is None:
+            return [self.fd]
+        return [self.fd, self.pts.fd]
 
 
 class _FailureLog:
@@ -381,6 +389,8 @@ class DiskWriter:
                         logger.exception("the disk writer failed on %r", action)
                 if self._abandoned:  # read without the lock: at worst one action more
                     return
+            for recording in list(self._recordings.values()):
+                self._flush_timestamps(recording)
             self._sync_due()
 
     def _take(self) -> Optional[Deque[object]]:
@@ -452,6 +462,11 @@ class DiskWriter:
             return
         logger.info("recording to %s", file.path)
         try:
+            recording.pts = TimestampWriter.create(file.path)
+        except OSError as e:
+            # the video matters more: it is recorded, and converted at the rate given
+            logger.error("cannot create the timestamp file of %s: %s", file.path, e.strerror)
+        try:
             recording.marker = PendingMarker.create(file.path)
             if self.sync_seconds is not None:
                 sync_directory(file.directory)  # the name and the marker survive a power cut
@@ -480,6 +495,8 @@ class DiskWriter:
             return
         recording.size += len(data)
         recording.frames += 1
+        if recording.pts is not None:
+            recording.pts.add(frame.monotonic, frame.wall, len(data), frame.keyframe)
         self.frames_written += 1
         if not recording.unsynced:
             recording.unsynced_since = self.clock()
@@ -498,12 +515,36 @@ class DiskWriter:
         except OSError as e:
             logger.debug("cannot trim %s: %s", recording.file.path, e)
 
+    def _flush_timestamps(self, recording: _Recording) -> None:
+        """Append the timestamps of the frames written since the last flush.
+
+        Always after the frames themselves, so after a kill the timestamp file
+        is never ahead of the video. If it fails (a full disk), those frames come
+        off the video too: the two stay in step, and that frees the room the
+        next flush needs.
+        """
+        pts = recording.pts
+        if pts is None or recording.fd is None:
+            return
+        try:
+            pts.flush()
+        except OSError as e:
+            self._failures.failed(e, f"cannot write {pts.path}")
+            lost = pts.discard_pending()
+            recording.size = pts.flushed_video_bytes
+            recording.frames -= lost
+            self.frames_written -= lost
+            for _ in range(lost):
+                self._lose_frame()
+            self._cut_partial(recording)
+
     def _lose_frame(self) -> None:
         self.frames_lost += 1
         self._failures.lost_frame()
 
     def _sync(self, recording: _Recording) -> None:
         """Push what was written of ``recording`` to the card."""
+        self._flush_timestamps(recording)
         if self.sync_seconds is None or not recording.unsynced:
             return
         amount, recording.unsynced = recording.unsynced, 0
@@ -549,6 +590,8 @@ class DiskWriter:
             except OSError as e:
                 self._failures.failed(e, f"cannot close {file.path}")
             recording.fd = None
+        if recording.pts is not None:
+            recording.pts.close()
         message = None
         if recording.size > 0:
             message = Message(h264=file.path, detection=detection)
@@ -586,6 +629,8 @@ class DiskWriter:
                 pass
         else:
             logger.error("%s was never written: nothing to announce", file.name)
+        if recording.pts is not None:
+            recording.pts.remove()
         if recording.marker is not None:
             recording.marker.release()
             PendingMarker.remove(recording.marker.path)

@@ -75,7 +75,7 @@ def test_partial_name_until_complete(tmp_path):
     class Spy(convert.Converter):
         name = "spy"
 
-        def convert(self, source, dst, rate, stop):
+        def convert(self, source, dst, rate, stop, times=None):
             seen["dst"] = dst
             seen["final_exists"] = os.path.exists(tmp_path / "20240102-0304.mp4")
             with open(dst, "wb") as f:
@@ -107,13 +107,19 @@ def _fake_program(directory, name):
     os.chmod(path, stat.S_IRWXU)
 
 
-def test_auto_prefers_mp4box_then_ffmpeg_then_builtin(tmp_path, monkeypatch):
+def test_auto_prefers_builtin_then_mp4box_then_ffmpeg(tmp_path, monkeypatch):
+    """The built-in converter is the one that honours .pts files: auto takes it first."""
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert isinstance(convert.select_converter("auto"), convert.BuiltinConverter)
     _fake_program(tmp_path, "ffmpeg")
-    assert isinstance(convert.select_converter("auto"), convert.FfmpegConverter)
     _fake_program(tmp_path, "MP4Box")
+    assert isinstance(convert.select_converter("auto"), convert.BuiltinConverter)
+    monkeypatch.setattr(convert, "_pyav_installed", lambda: False)
     assert isinstance(convert.select_converter("auto"), convert.Mp4BoxConverter)
+    os.remove(tmp_path / "MP4Box")
+    assert isinstance(convert.select_converter("auto"), convert.FfmpegConverter)
+    os.remove(tmp_path / "ffmpeg")
+    with pytest.raises(ConfigError, match="no converter"):
+        convert.select_converter("auto")
 
 
 def test_explicit_converter_must_exist(tmp_path, monkeypatch):

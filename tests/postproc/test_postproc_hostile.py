@@ -168,7 +168,7 @@ def test_pancake_emits_to_a_socket_file(pancake, postproc, open_base, tmp_path):
     wait_until(lambda: os.listdir(h264), what="a recording")
     code, out = cam.stop()
     assert code == 0, out
-    (name,) = os.listdir(h264)
+    (name,) = [n for n in os.listdir(h264) if n.endswith(".h264")]  # and its .pts
     pp.wait_log("converted " + str(h264 / name), timeout=120)
     assert os.path.exists(mp4 / name.replace(".h264", ".mp4"))
     assert pp.stop() == 0

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from raspberry_pancake import timestamps
 from raspberry_pancake.camera.base import CameraSettings
 from raspberry_pancake.camera.h264 import H264Encoder
 from raspberry_pancake.camera.scene import Scene
@@ -141,6 +142,51 @@ def test_orphans_are_trimmed_announced_and_forgotten_once_sent(tmp_path, access_
         str(tmp_path / ".20200623-1700.h264.pending"),
         str(tmp_path / ".20200623-170005.h264.pending"),
     ]
+
+
+def write_timestamps(directory, name, units):
+    """The .pts the disk writer would have written for ``units`` at FPS."""
+    text = timestamps.header_text(1592932490.0)
+    for i, unit in enumerate(units):
+        text += timestamps.entry_text(i * 1000 / FPS, len(unit), i % FPS == 0)
+    path = directory / (name[: -len(".h264")] + ".pts")
+    path.write_text(text)
+    return path
+
+
+def listed(pts):
+    """(sizes, timestamps) of a .pts file, read line by line (not by the project's reader)."""
+    lines = pts.read_text().splitlines()
+    sizes = [int(line.split()[1]) for line in lines if line.startswith("#= ")]
+    times = [float(line) for line in lines if line and not line.startswith("#")]
+    return sizes, times
+
+
+def test_an_orphans_timestamp_file_is_cut_to_the_frames_that_remain(tmp_path, access_units):
+    """After a crash the .pts may list frames the h264 lost (a power cut keeps the
+    timestamp file's later write but not the video's); after the recovery it lists
+    exactly the frames left, and one whose h264 held nothing goes with it."""
+    whole = b"".join(access_units)
+    write_orphan(tmp_path, "20200623-1700.h264", whole[: -len(access_units[-1]) - 100])
+    torn = write_timestamps(tmp_path, "20200623-1700.h264", access_units)
+    finished = Message(h264="/elsewhere/20200623-1715.h264")
+    write_orphan(tmp_path, "20200623-1715.h264", whole, finished.encode())
+    kept = write_timestamps(tmp_path, "20200623-1715.h264", access_units)
+    before = kept.read_bytes()
+    write_orphan(tmp_path, "20200623-1730.h264", whole[: len(access_units[0]) // 2])
+    write_timestamps(tmp_path, "20200623-1730.h264", access_units)
+    announce = Collect()
+    assert recover([str(tmp_path)], announce, lambda marker: None) == 2
+    h264 = tmp_path / "20200623-1700.h264"
+    sizes, times = listed(torn)
+    assert sizes == [len(u) for u in access_units[: len(sizes)]]
+    assert sum(sizes) == h264.stat().st_size
+    assert len(sizes) == len(access_units) - 2  # the lost frame and the torn one
+    assert times == pytest.approx([i * 1000 / FPS for i in range(len(sizes))], abs=1e-3)
+    assert decode(h264) == (len(sizes), "")
+    assert kept.read_bytes() == before  # finished: untouched
+    assert not (tmp_path / "20200623-1730.pts").exists()
+    assert not (tmp_path / "20200623-1730.h264").exists()
 
 
 def test_a_marker_held_by_a_live_process_is_left_alone(tmp_path, access_units):

@@ -208,7 +208,8 @@ def test_written_video_is_synced_every_second_in_big_steps_and_at_close(tmp_path
     real_fdatasync = os.fdatasync
 
     def fdatasync(fd):
-        synced.append(os.fstat(fd).st_size)
+        if not os.readlink(f"/proc/self/fd/{fd}").endswith(".pts"):
+            synced.append(os.fstat(fd).st_size)
         real_fdatasync(fd)
 
     monkeypatch.setattr(writer_module.os, "fdatasync", fdatasync)
@@ -245,7 +246,9 @@ def test_a_disk_that_syncs_slowly_is_synced_in_small_steps(tmp_path, monkeypatch
     clock = Clock()
     synced = []
 
-    def fdatasync(fd):  # a card that takes one second per 4 KiB
+    def fdatasync(fd):  # a card that takes one second per 4 KiB (of video)
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".pts"):
+            return
         size = os.fstat(fd).st_size
         clock.now += (size - sum(synced)) / 4096
         synced.append(size - sum(synced))
@@ -380,3 +383,55 @@ def test_empty_file_is_removed_and_not_announced(tmp_path):
     writer.perform(Open(file))
     writer.perform(Close(file))
     assert announced == [] and list(tmp_path.iterdir()) == []
+
+
+def test_timestamp_file_stays_in_step_with_the_video_on_a_full_disk(tmp_path):
+    """A real tmpfs fills up mid-recording, then space comes back: every .pts entry
+    still names a frame that is in the .h264, in order, with its size and time."""
+    import subprocess
+
+    import pytest
+
+    from raspberry_pancake import timestamps
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)], check=True)
+    try:
+        filler = mnt / "filler"
+        filler.write_bytes(b"x" * 40 * 1024)
+        frames = [
+            f.__class__(f.data + b"\0" * 1500, f.keyframe, f.monotonic, f.wall, f.index)
+            for f in make_frames(T0, 12, fps=10, gop=10)
+        ]
+        writer = DiskWriter(Announced())
+        writer.start()
+        file = RecordingFile(str(mnt), "20200623-1700.h264")
+        writer.put(Open(file))
+        for f in frames[:60]:  # more than fits: the disk fills up
+            writer.put(Write(file, f))
+        deadline = time.monotonic() + 60
+        while writer.frames_written + writer.frames_lost < 60 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert writer.frames_lost > 0, "the disk never filled up"
+        filler.unlink()  # space is back
+        for f in frames[60:]:
+            writer.put(Write(file, f))
+        writer.put(Close(file))
+        writer.close()
+        video = (mnt / "20200623-1700.h264").read_bytes()
+        times = timestamps.read(str(mnt / "20200623-1700.pts"))
+        # entries count from the file's first frame, which the wall-clock comment names
+        first = round((times.first_wall.timestamp() - T0) * 10)
+        by_index = {f.index: f for f in frames}
+        listed = [by_index[first + round(ms / 100)] for ms in times.milliseconds]
+        assert listed and listed[0].keyframe
+        assert b"".join(f.data for f in listed) == video
+        assert times.sizes == [len(f.data) for f in listed]
+        assert times.keyframes == [f.keyframe for f in listed]
+        assert listed[-1].index == frames[-1].index, "recording resumed after the full disk"
+        assert len(listed) < len(frames)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
