@@ -126,12 +126,13 @@ class Emitter:
                     self._cond.wait(self.retry_interval)
                 continue
             with self._cond:
+                # counted as it leaves the backlog, so the two never disagree (/health)
+                self.sent += 1
                 if self._queue and self._queue[0][0] is message:
                     self._queue.popleft()
                 else:
                     done = None  # dropped meanwhile: send() called it
             _call(done)
-            self.sent += 1
             if away:
                 away = False
                 logger.info("receiver %r is back", self.name)

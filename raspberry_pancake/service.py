@@ -176,9 +176,10 @@ class PancakeService:
             self.notifier.ready(f"serving on port {self.config.web.port}")
             await self._stopping.wait()
         finally:
+            self.stop()  # a second SIGTERM meanwhile finds the handler, which ignores it
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
-            self.stop()
+                signal.signal(signum, signal.SIG_IGN)  # the work is done: exit with 0
         return 0
 
     def start(self) -> None:

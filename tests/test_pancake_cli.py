@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import signal
 import socket
+import threading
+import uuid
 
 import pytest
 import tornado.websocket
 from PIL import Image
 
-from tests.helpers import free_port, run_cli
+from tests.helpers import Pancake, free_port, run_cli
 
 
 def one_line_error(result, *needles):
@@ -75,6 +78,28 @@ def test_port_in_use_is_one_line():
         s.listen()
         r = run_cli("pancake.py", "--camera", "sim", "--port", str(port))
     one_line_error(r, "already in use")
+
+
+def test_a_second_sigterm_during_the_stop_still_ends_cleanly(tmp_path):
+    """systemd, a script or an impatient user may send SIGTERM twice: the stop that
+    began goes on (here it waits for an absent receiver) and the exit is clean."""
+    p = Pancake(
+        "--camera", "sim",
+        "--record-continuous", str(tmp_path),
+        "--emit", f"rp-test-{uuid.uuid4().hex}",
+        log_path=str(tmp_path / "log"),
+    )  # fmt: skip
+    p.proc.send_signal(signal.SIGTERM)
+    with open(tmp_path / "log") as log:
+        while "SIGTERM received" not in log.read():
+            assert p.proc.poll() is None
+            log.seek(0)
+    threading.Event().wait(0.5)  # into the stop: the emitter waits for the receiver
+    assert p.proc.poll() is None
+    p.proc.send_signal(signal.SIGTERM)
+    rc, out = p.stop(timeout=60)
+    assert rc == 0, out
+    assert out.rstrip().endswith("stopped"), out
 
 
 def test_help_lists_the_spec_flags():
