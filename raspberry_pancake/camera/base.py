@@ -44,6 +44,21 @@ class CameraSettings:
     annotate_text_size: int = 24
 
 
+def frame_times(captured: Optional[float] = None) -> Tuple[float, float]:
+    """A frame's two times, ``(monotonic, wall)``: the one place they are decided.
+
+    ``captured`` is the capture time on CLOCK_MONOTONIC, from the camera's own
+    timestamp where it gives one (mapped onto CLOCK_MONOTONIC by the backend);
+    None means now. The wall time is the wall clock read now, less the frame's
+    age: so it follows a step of the wall clock at once, and a frame delivered
+    late is still named by when it was captured.
+    """
+    now, wall_now = time.monotonic(), time.time()
+    if captured is None:
+        return now, wall_now
+    return captured, wall_now - (now - captured)
+
+
 @dataclass(frozen=True)
 class H264Frame:
     """One H.264 access unit; a keyframe carries SPS/PPS headers inline before it."""

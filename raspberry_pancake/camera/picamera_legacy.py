@@ -47,6 +47,7 @@ from .base import (
     JpegFrame,
     RgbFrame,
     Size,
+    frame_times,
     output_wants_frame,
 )
 
@@ -253,7 +254,7 @@ class PortWriter:
         the frame is taken to be as old as this port's last timed frame, and never
         older than the frame before it.
         """
-        now, wall_now = time.monotonic(), time.time()
+        now = time.monotonic()
         captured = self._clock.to_monotonic(timestamp_us)
         if captured is not None and -0.5 < now - captured < MAX_PLAUSIBLE_AGE:
             monotonic = min(captured, now)
@@ -269,7 +270,7 @@ class PortWriter:
                 )
             monotonic = max(now - self._latency, self._last_monotonic)
         self._last_monotonic = monotonic
-        return monotonic, wall_now - (now - monotonic)
+        return frame_times(monotonic)
 
 
 class PicameraCamera(Camera):

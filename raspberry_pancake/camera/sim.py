@@ -11,8 +11,7 @@ only the H.264 output while the camera captures on, which is what a frozen
 encoder looks like. They are rehearsals of the watchdog: started from the main
 thread, the sim camera maps SIGUSR1 and SIGUSR2 to them while it runs.
 
-Each frame's two times are read together at capture: ``time.monotonic()`` and
-``time.time()``.
+Each frame's two times are read together at capture (``base.frame_times``).
 """
 
 from __future__ import annotations
@@ -27,7 +26,15 @@ from typing import Dict, FrozenSet, Optional
 import numpy as np
 from PIL import Image
 
-from .base import Camera, CameraSettings, H264Frame, JpegFrame, RgbFrame, output_wants_frame
+from .base import (
+    Camera,
+    CameraSettings,
+    H264Frame,
+    JpegFrame,
+    RgbFrame,
+    frame_times,
+    output_wants_frame,
+)
 from .h264 import H264Encoder
 from .scene import Scene
 
@@ -122,7 +129,7 @@ class SimCamera(Camera):
             if self._frozen.is_set():
                 next_due = time.monotonic() + period
                 continue
-            captured, when = time.monotonic(), time.time()
+            captured, when = frame_times()
             try:
                 self._capture(scene, encoder, index, index * period, captured, when)
             except Exception:

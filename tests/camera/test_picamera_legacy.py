@@ -411,7 +411,7 @@ def test_frame_times_are_the_capture_times_the_camera_stamped(monkeypatch):
 
 
 class SteppableWall:
-    """The ``time`` module as the backend sees it, with a wall clock that can jump."""
+    """The ``time`` module as the camera code sees it, with a wall clock that can jump."""
 
     def __init__(self):
         self.step = 0.0
@@ -424,10 +424,12 @@ class SteppableWall:
 
 
 def test_a_wall_clock_step_reaches_the_very_next_frames(monkeypatch):
+    import raspberry_pancake.camera.base as base
     import raspberry_pancake.camera.picamera_legacy as legacy
 
     clock = SteppableWall()
     monkeypatch.setattr(legacy, "time", clock)
+    monkeypatch.setattr(base, "time", clock)  # frame_times() reads the wall clock
     camera, h264, jpeg = recording_and_live_view()
     with running(camera):
         h264.wait_for(3)
