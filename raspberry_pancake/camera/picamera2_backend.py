@@ -1,41 +1,52 @@
 """The libcamera stack (Raspberry Pi OS Bullseye, Bookworm and later): Picamera2.
 
-Written to the documented API of Picamera2 0.3 (the ``python3-picamera2``
-package) and tested against the fake in tests/fakes/picamera2 only; nobody has
-run it on a Pi yet (see docs/HARDWARE.md).
+Tested against the real Picamera2 0.3.38 running on fakes of what lies below it
+(libcamera, the DMA heap, the Pi 4's V4L2 encoder), on both of its platforms;
+nobody has run it on a Pi yet (see docs/HARDWARE.md).
 
 libcamera gives at most two processed streams, ``main`` and a smaller
-``lores``, both YUV420 here, and an encoder encodes one stream at that stream's
-size. So the recording size and the live-view size decide the streams: the
-larger of the two is ``main``, the other ``lores`` (see ``plan_streams``).
+``lores``, both YUV420 here. The recording size and the live-view size decide
+them: the larger of the two is ``main``, the other ``lores`` (``plan_streams``).
 
-- H.264: ``H264Encoder(repeat=True, iperiod=fps)`` into ``FrameOutput``, whose
-  ``outputframe(frame, keyframe, timestamp, ...)`` hands each access unit to our
-  recorders.
-- JPEG: the hardware ``MJPEGEncoder`` where the board has one, the software
-  ``JpegEncoder`` otherwise, into another ``FrameOutput``.
-- RGB: the pre-callback copies the detection stream when ``detect`` waits for a
-  frame; a worker thread converts it from YUV420 and resizes it.
+- H.264: Picamera2's ``H264Encoder(repeat=True, iperiod=real fps)`` (the V4L2
+  hardware encoder on a Pi 4 and earlier, libav in software on a Pi 5) into a
+  ``FrameOutput``; its frames reach the recorders through an ``InOrder``
+  hand-off, so a slow consumer never holds up the camera.
+- JPEG for the live view, only while someone watches: the pre-callback copies
+  the live-view stream, and a worker converts the colours for JPEG decoders
+  (``yuv420``) and encodes it. Picamera2's MJPEGEncoder is not used: it would
+  encode every frame (on a Pi 5 on the camera thread itself) and label video
+  levels as full range, which washes the picture out.
+- RGB for ``detect(bytes)``: the same, converted to RGB and resized.
 - Flips and 180 degrees through the configuration's ``libcamera.Transform``; the
   Pi's ISP cannot transpose, so 90 and 270 are refused.
 - The timestamp is drawn into every stream by the pre-callback, which runs on
   the camera thread before the encoders see the frame (``TimestampOverlay``;
-  its cost is measured by bench/picamera2_annotation.py).
+  bench/picamera2_camera_thread.py measures all our work on that thread).
+
+Every frame carries its capture time on CLOCK_MONOTONIC: libcamera's
+``SensorTimestamp``, which Picamera2's encoders pass on as microseconds since
+the first frame they encoded (``firsttimestamp``). Its wall-clock time is read
+per frame as the wall clock now minus how long ago the frame was captured, so a
+step of the clock (NTP on a Pi without a real-time clock) reaches the very next
+frame's name.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from fractions import Fraction
+from typing import Dict, Optional
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..exc import CameraUnavailableError, ConfigError, UserError
+from . import yuv420
 from .annotation import load_font, timestamp_text
 from .base import (
     Camera,
@@ -46,13 +57,21 @@ from .base import (
     Size,
     output_wants_frame,
 )
+from .handoff import InOrder, LatestOnly
 
 logger = logging.getLogger(__name__)
 
 #: Seconds the sensor needs to settle exposure and white balance before recording.
 WARMUP_SECONDS = 2.0
-
+#: A started camera that shows no frame in this time is reported as broken.
+FIRST_FRAME_TIMEOUT = 10.0
 STREAM_FORMAT = "YUV420"
+JPEG_QUALITY = 80
+#: The largest picture the VC4 (Pi 4 and earlier) H.264 encoder takes: MAX_W_CODEC and
+#: MAX_H_CODEC of the kernel's bcm2835-codec driver, which clamps larger sizes.
+VC4_H264_MAX = (1920, 1920)
+#: How far (in seconds of frames) the recorders may fall behind before frames are dropped.
+H264_BACKLOG_SECONDS = 4
 
 
 def fits(inner: Size, outer: Size) -> bool:
@@ -78,9 +97,10 @@ def plan_streams(
 ) -> StreamPlan:
     """Lay the recording, live-view and detection sizes onto ``main`` and ``lores``.
 
-    The encoders need their exact size, so recording and live view each get a
-    stream; lores may not be larger than main. Detection is resized in software,
-    so it takes a lores stream of its own size only when one is free.
+    The encoder needs its exact size, and so does the live view, so recording
+    and live view each get a stream; lores may not be larger than main.
+    Detection is resized in software, so it takes a lores stream of its own
+    size only when one is free.
     """
     view = tuple(resolution) if jpeg else None
     record = tuple(h264) if h264 else None
@@ -110,50 +130,18 @@ def plan_streams(
     return StreamPlan(main, lores, h264_name, jpeg_name, rgb_name)
 
 
-def yuv420_planes(array: np.ndarray, size: Size) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Views of the Y, U and V planes of a YUV420 buffer with any row stride.
-
-    Picamera2 shapes such a buffer (height*3/2, stride): height rows of Y, then
-    the half-size U and V planes packed two of their rows per array row.
-    """
-    w, h = size
-    if not array.flags.c_contiguous:
-        # reshape would copy, and what is drawn would never reach the frame
-        raise ValueError("a YUV420 buffer must be one contiguous block")
-    flat = array.reshape(-1)
-    stride = flat.size * 2 // (h * 3)
-    y = flat[: h * stride].reshape(h, stride)
-    chroma = (h // 2) * (stride // 2)
-    u = flat[h * stride : h * stride + chroma].reshape(h // 2, stride // 2)
-    v = flat[h * stride + chroma : h * stride + 2 * chroma].reshape(h // 2, stride // 2)
-    return y[:, :w], u[:, : w // 2], v[:, : w // 2]
+def wall_clock_at(captured: float) -> float:
+    """The wall-clock time of a capture at ``captured`` (CLOCK_MONOTONIC), with today's clock."""
+    return time.time() - (time.monotonic() - captured)
 
 
-# YCbCr (limited range) to RGB, per colour space; libcamera picks BT.601 (SMPTE 170M)
-# for video below 1280x720 and BT.709 from there up.
-_MATRICES = {
-    "601": (1.596, -0.392, -0.813, 2.017),
-    "709": (1.793, -0.213, -0.533, 2.112),
-}
-
-
-def colour_matrix_for(main: Size) -> str:
-    return "601" if main[0] < 1280 or main[1] < 720 else "709"
-
-
-def yuv420_to_rgb(array: np.ndarray, size: Size, matrix: str = "601") -> np.ndarray:
-    """Packed HxWx3 RGB from a YUV420 buffer (chroma upsampled by repetition)."""
-    w, h = size
-    y, u, v = yuv420_planes(array, size)
-    rv, gu, gv, bu = _MATRICES[matrix]
-    yf = (y.astype(np.float32) - 16.0) * 1.164
-    uf = np.repeat(np.repeat(u.astype(np.float32) - 128.0, 2, axis=0), 2, axis=1)[:h, :w]
-    vf = np.repeat(np.repeat(v.astype(np.float32) - 128.0, 2, axis=0), 2, axis=1)[:h, :w]
-    rgb = np.empty((h, w, 3), dtype=np.float32)
-    rgb[..., 0] = yf + rv * vf
-    rgb[..., 1] = yf + gu * uf + gv * vf
-    rgb[..., 2] = yf + bu * uf
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    if len(text) > 300:
+        text = text[:300] + "..."
+    if isinstance(error, PermissionError):
+        text += " (is this user in the 'video' group?)"
+    return text
 
 
 class TimestampOverlay:
@@ -161,12 +149,14 @@ class TimestampOverlay:
 
     The text changes once a second, so the patch (white text on a black box, as
     the legacy camera draws it) is rendered only then; each frame just copies it
-    into the luma plane and greys the chroma under it.
+    into the luma plane and greys the chroma under it. Black and white are the
+    stream's own: 16 and 235 in limited range, 0 and 255 in full range.
     """
 
-    def __init__(self, size: Size, text_size: int):
+    def __init__(self, size: Size, text_size: int, full_range: bool = False):
         self.size = size
         self.font = load_font(text_size)
+        self.black, self.white = (0, 255) if full_range else (16, 235)
         self._text: Optional[str] = None
         self._patch: Optional[np.ndarray] = None
         self._origin = (0, 0)
@@ -177,8 +167,8 @@ class TimestampOverlay:
         left, top, right, bottom = probe.textbbox((0, 0), text, font=self.font)
         pw = min(w, right - left + 8) // 2 * 2
         ph = min(h, bottom - top + 8) // 2 * 2
-        patch = Image.new("L", (pw, ph), 16)  # video black
-        ImageDraw.Draw(patch).text((4 - left, 4 - top), text, font=self.font, fill=235)
+        patch = Image.new("L", (pw, ph), self.black)
+        ImageDraw.Draw(patch).text((4 - left, 4 - top), text, font=self.font, fill=self.white)
         self._patch = np.asarray(patch)
         self._origin = ((w - pw) // 2 // 2 * 2, 2)
         self._text = text
@@ -187,7 +177,7 @@ class TimestampOverlay:
         text = timestamp_text(when)
         if text != self._text:
             self._render(text)
-        y, u, v = yuv420_planes(array, self.size)
+        y, u, v = yuv420.planes(array, self.size)
         x0, y0 = self._origin
         ph, pw = self._patch.shape
         y[y0 : y0 + ph, x0 : x0 + pw] = self._patch
@@ -195,33 +185,61 @@ class TimestampOverlay:
         v[y0 // 2 : (y0 + ph) // 2, x0 // 2 : (x0 + pw) // 2] = 128
 
 
+class CaptureIndex:
+    """Numbers captures, so every output's frame of one capture carries the same index.
+
+    ``note`` runs on the camera thread (pre-callback), ``lookup`` on an encoder's
+    thread, keyed by the capture's SensorTimestamp in microseconds.
+    """
+
+    def __init__(self, remember: int = 256):
+        self._remember = remember
+        # guards _by_time and _next
+        self._lock = threading.Lock()
+        self._by_time: collections.OrderedDict = collections.OrderedDict()
+        self._next = 0
+
+    def note(self, sensor_us: int) -> int:
+        with self._lock:
+            index = self._next
+            self._next += 1
+            self._by_time[sensor_us] = index
+            while len(self._by_time) > self._remember:
+                self._by_time.popitem(last=False)
+            return index
+
+    def lookup(self, sensor_us: int) -> int:
+        with self._lock:
+            return self._by_time.get(sensor_us, max(self._next - 1, 0))
+
+
 def make_frame_output_class(output_base):
     """A subclass of picamera2's ``Output`` (encoders accept nothing else)."""
 
     class FrameOutput(output_base):
-        """Receives encoded frames on the encoder's thread and passes them on.
+        """Receives encoded frames on the encoder's thread and passes them on with their time.
 
-        The encoder's timestamp is in microseconds from an origin of its own;
-        the wall clock at the first frame anchors it.
+        That thread is the V4L2 encoder's poll thread on a Pi 4 and earlier, and
+        Picamera2's camera thread itself on a Pi 5. The timestamp is in
+        microseconds since the encoder's ``firsttimestamp`` (the SensorTimestamp
+        of the first frame it took, in microseconds): their sum is the capture
+        time on CLOCK_MONOTONIC.
         """
 
-        def __init__(self, on_frame):
+        def __init__(self, encoder, on_frame):
             super().__init__()
+            self._encoder = encoder
             self._on_frame = on_frame
-            self._origin: Optional[Tuple[float, int]] = None
 
         def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
             if audio or frame is None:
                 return
-            now = time.time()
-            if timestamp is None:
-                when = now
-            elif self._origin is None:
-                self._origin = (now, timestamp)
-                when = now
+            first = self._encoder.firsttimestamp
+            if first is None or timestamp is None:
+                sensor_us = int(time.monotonic() * 1e6)
             else:
-                when = self._origin[0] + (timestamp - self._origin[1]) / 1e6
-            self._on_frame(bytes(frame), bool(keyframe), when)
+                sensor_us = first + timestamp
+            self._on_frame(bytes(frame), bool(keyframe), sensor_us)
 
     return FrameOutput
 
@@ -229,8 +247,9 @@ def make_frame_output_class(output_base):
 class Picamera2Camera(Camera):
     """The Picamera2 backend; start/stop on the main thread.
 
-    Frames arrive on Picamera2's camera thread (pre-callback), on each encoder's
-    thread (outputs) and on our RGB worker thread.
+    Frames arrive on Picamera2's camera thread (pre-callback), on the H.264
+    encoder's thread (``FrameOutput``), and are delivered on our hand-off
+    threads: ``picamera2-h264``, ``picamera2-jpeg`` and ``picamera2-rgb``.
     """
 
     name = "picamera2"
@@ -238,8 +257,8 @@ class Picamera2Camera(Camera):
     def __init__(self, settings: CameraSettings, warmup: float = WARMUP_SECONDS):
         """Open the camera now, so a missing camera is reported before anything starts.
 
-        ``warmup`` is how long ``start()`` lets exposure settle before the
-        encoders start; tests shorten it, users have no flag for it.
+        ``warmup`` is how long ``start()`` lets exposure settle before recording
+        starts; tests shorten it, users have no flag for it.
         """
         super().__init__(settings)
         if settings.rotation in (90, 270):
@@ -249,9 +268,11 @@ class Picamera2Camera(Camera):
             )
         try:
             from picamera2 import Picamera2
-        except ImportError:
+            from picamera2.platform import Platform
+        except ImportError as e:
+            missing = f" (cannot import {e.name})" if e.name and e.name != "picamera2" else ""
             raise CameraUnavailableError(
-                "--camera picamera2: the picamera2 library is not installed "
+                f"--camera picamera2: the picamera2 library is not installed{missing} "
                 "(Raspberry Pi OS: sudo apt install python3-picamera2); "
                 "to try without a camera, use --camera sim"
             ) from None
@@ -264,20 +285,38 @@ class Picamera2Camera(Camera):
             self._picam2 = Picamera2()
         except Exception as e:
             raise CameraUnavailableError(
-                f"--camera picamera2: the camera could not be opened ({e}); "
+                f"--camera picamera2: the camera could not be opened ({one_line(e)}); "
                 "to try without a camera, use --camera sim"
             ) from None
+        #: True on a Pi Zero to Pi 4 (hardware encoder), False on a Pi 5
+        self.vc4 = Picamera2.platform == Platform.VC4
         self.warmup = warmup
         self.plan: Optional[StreamPlan] = None
+        #: the frame duration the camera really runs at, read back from its first frame
+        self.frame_us: Optional[int] = None
         self._overlays: Dict[str, TimestampOverlay] = {}
-        self._matrix = "601"
+        self._ycbcr = yuv420.YCbCr()
         self._stop_event = threading.Event()
-        # one frame waiting for the RGB worker; the camera thread drops frames when full
-        self._rgb_slot: queue.Queue = queue.Queue(maxsize=1)
-        self._rgb_worker: Optional[threading.Thread] = None
-        self._counts = {"h264": 0, "jpeg": 0, "rgb": 0}
+        self._first_frame = threading.Event()
+        self._first_frame_us: Optional[int] = None  # its FrameDuration, set before the event
+        self._index = CaptureIndex()
+        self._encoder = None
+        self._h264: Optional[InOrder] = None
+        self._pictures: Dict[str, LatestOnly] = {}  # "jpeg"/"rgb" -> its worker
         self._callback_failures = 0
         self._closed = False
+
+    # registration (main thread)
+
+    def set_h264_output(self, output, size: Optional[Size] = None) -> None:
+        super().set_h264_output(output, size)
+        if self.vc4 and not fits(self.h264_size, VC4_H264_MAX):
+            w, h = self.h264_size
+            raise ConfigError(
+                f"--camera picamera2: this Pi's H.264 encoder (Pi 4 and earlier) takes at most "
+                f"{VC4_H264_MAX[0]}x{VC4_H264_MAX[1]} pixels, so it cannot record {w}x{h}; "
+                "choose a smaller --record-resize (recording uses --resolution without it)"
+            )
 
     # lifecycle (main thread)
 
@@ -300,6 +339,7 @@ class Picamera2Camera(Camera):
             controls={"FrameDurationLimits": (frame_us, frame_us)},
         )
         self._picam2.configure(config)
+        self._ycbcr = yuv420.ycbcr_of(self._picam2.camera_config["colour_space"])
         for name in ("main", "lores") if plan.lores else ("main",):
             wanted = plan.size(name)
             actual = tuple(self._picam2.stream_configuration(name)["size"])
@@ -310,60 +350,122 @@ class Picamera2Camera(Camera):
                     "the camera supports"
                 )
             self._overlays[name] = TimestampOverlay(
-                wanted, max(6, s.annotate_text_size * wanted[1] // s.resolution[1])
+                wanted,
+                max(6, s.annotate_text_size * wanted[1] // s.resolution[1]),
+                self._ycbcr.full_range,
             )
-        self._matrix = colour_matrix_for(plan.main)
 
     def _start(self) -> None:
         self._stop_event.clear()
+        self._first_frame.clear()
         try:
             self._configure()
+            self._start_pictures()
             self._picam2.pre_callback = self._pre_callback
             self._picam2.start()
-            if self._stop_event.wait(self.warmup):
+            began = time.monotonic()
+            if not self._first_frame.wait(FIRST_FRAME_TIMEOUT):
+                raise CameraUnavailableError(
+                    f"--camera picamera2: the camera started but gave no frame in "
+                    f"{FIRST_FRAME_TIMEOUT:.0f} s"
+                )
+            self._check_frame_rate()
+            if self._stop_event.wait(max(0.0, self.warmup - (time.monotonic() - began))):
                 return
-            self._start_encoders()
+            if self.plan.h264:
+                self._start_recording()
         except UserError:
-            self._stop()
+            self._abandon()
             raise
-        except (RuntimeError, ValueError) as e:
-            self._stop()
+        except (OSError, RuntimeError, ValueError) as e:
+            self._abandon()
             raise CameraUnavailableError(
-                f"--camera picamera2: the camera refused to start ({e})"
+                f"--camera picamera2: the camera could not start: {one_line(e)}"
             ) from None
-        if self.plan.rgb:
-            self._rgb_worker = threading.Thread(
-                target=self._convert_rgb, name="picamera2-rgb", daemon=True
-            )
-            self._rgb_worker.start()
 
-    def _start_encoders(self) -> None:
-        from picamera2.encoders import H264Encoder, JpegEncoder, MJPEGEncoder
+    def _check_frame_rate(self) -> None:
+        """Take the frame rate the camera really runs at; say so if it is not --fps."""
+        fps = self.settings.fps
+        low, high, _ = self._picam2.camera_controls["FrameDurationLimits"]
+        expected = min(max(int(round(1e6 / fps)), low), high)
+        self.frame_us = int(self._first_frame_us or expected)
+        real = 1e6 / self.frame_us
+        if abs(real - fps) > 0.01 * fps:
+            sensor = self._picam2.camera_configuration().get("sensor") or {}
+            mode = "x".join(str(n) for n in sensor.get("output_size", ())) or "current"
+            model = self._picam2.camera_properties.get("Model", "camera")
+            logger.warning(
+                "--fps %d: the %s's %s sensor mode runs at %.2f fps at most; recording at "
+                "%.2f fps, with a keyframe every %d frames (one a second)",
+                fps,
+                model,
+                mode,
+                1e6 / low,
+                real,
+                self.intra_period,
+            )
+
+    @property
+    def intra_period(self) -> int:
+        """Frames between keyframes: one second at the real frame rate."""
+        frame_us = self.frame_us or int(round(1e6 / self.settings.fps))
+        return max(1, int(round(1e6 / frame_us)))
+
+    def _start_pictures(self) -> None:
+        plan = self.plan
+        if plan.jpeg:
+            self._pictures["jpeg"] = LatestOnly("picamera2-jpeg", self._to_jpeg, self._on_jpeg)
+        if plan.rgb:
+            self._pictures["rgb"] = LatestOnly("picamera2-rgb", self._to_rgb, self._on_rgb)
+        for worker in self._pictures.values():
+            worker.start()
+
+    def _start_recording(self) -> None:
+        from picamera2.encoders import H264Encoder
         from picamera2.outputs import Output
 
-        frame_output = make_frame_output_class(Output)
-        plan, fps = self.plan, self.settings.fps
-        if plan.h264:
-            encoder = H264Encoder(repeat=True, iperiod=fps)
-            self._picam2.start_encoder(encoder, frame_output(self._on_h264), name=plan.h264)
-        if plan.jpeg:
-            try:
-                encoder = MJPEGEncoder()
-            except RuntimeError as e:
-                logger.info("no hardware MJPEG encoder (%s): the live view uses JpegEncoder", e)
-                encoder = JpegEncoder()
-            self._picam2.start_encoder(encoder, frame_output(self._on_jpeg), name=plan.jpeg)
+        # a Fraction: libav's encoder hands it to PyAV as a stream rate, which takes no float
+        fps = Fraction(1_000_000, self.frame_us)
+        self._h264 = InOrder(
+            "picamera2-h264", self._deliver_h264, max(8, int(H264_BACKLOG_SECONDS * fps))
+        )
+        self._h264.start()
+        self._encoder = H264Encoder(repeat=True, iperiod=self.intra_period, framerate=fps)
+        output = make_frame_output_class(Output)(self._encoder, self._on_h264)
+        self._picam2.start_encoder(self._encoder, output, name=self.plan.h264)
 
-    def _stop(self) -> None:
+    def _abandon(self) -> None:
+        """Undo a start that failed halfway: stop what runs, release the camera, leave no thread."""
         self._stop_event.set()
+        self._shut_down()
+        self.close()
+
+    def _shut_down(self) -> None:
         try:
-            self._picam2.stop_encoder()
+            self._picam2.stop_encoder()  # flushes what the encoder still holds to the hand-off
+        except Exception:
+            logger.exception("stopping Picamera2's encoder failed")
+        if self._encoder is not None and self._encoder.running:
+            # an encoder whose start failed: Picamera2 does not know it, but its
+            # V4L2 poll thread may run; stop() ends it even if it then fails itself
+            try:
+                self._encoder.stop()
+            except Exception:
+                logger.debug("stopping a half-started encoder", exc_info=True)
+        try:
             self._picam2.stop()
         except Exception:
             logger.exception("stopping Picamera2 failed")
-        if self._rgb_worker is not None:
-            self._rgb_worker.join(timeout=5)
-            self._rgb_worker = None
+        if self._h264 is not None:
+            self._h264.stop()  # after the encoder: the last frames reach the recorders
+            self._h264 = None
+        for worker in self._pictures.values():
+            worker.stop()
+        self._pictures = {}
+
+    def _stop(self) -> None:
+        self._stop_event.set()
+        self._shut_down()
         self.close()
 
     def close(self) -> None:
@@ -378,57 +480,63 @@ class Picamera2Camera(Camera):
         from picamera2 import MappedArray
 
         self._mark_alive()
-        when = time.time()
         try:
+            metadata = request.get_metadata()
+            sensor_us = int(metadata["SensorTimestamp"] / 1000)
+            index = self._index.note(sensor_us)
+            if not self._first_frame.is_set():
+                self._first_frame_us = metadata.get("FrameDuration")
+                self._first_frame.set()
+            captured = sensor_us / 1e6
+            wall = wall_clock_at(captured)
+            plan = self.plan
             for name, overlay in self._overlays.items():
                 with MappedArray(request, name) as mapped:
-                    overlay.draw(mapped.array, when)
-                    if name == self.plan.rgb:
-                        self._offer_rgb(mapped.array, when)
+                    overlay.draw(mapped.array, wall)
+                    if name == plan.jpeg:
+                        self._offer("jpeg", self.jpeg_output, mapped.array, captured, wall, index)
+                    if name == plan.rgb:
+                        self._offer("rgb", self.rgb_output, mapped.array, captured, wall, index)
         except Exception:
             self._callback_failures += 1
             if self._callback_failures == 1:
-                logger.exception("the pre-callback failed (annotation or detection copy)")
+                logger.exception("the pre-callback failed (annotation or frame copy)")
 
-    def _offer_rgb(self, array: np.ndarray, when: float) -> None:
-        if self._rgb_slot.full() or not output_wants_frame(self.rgb_output):
-            return
-        try:
-            self._rgb_slot.put_nowait((array.copy(), time.monotonic(), when))
-        except queue.Full:
-            pass
+    def _offer(self, kind: str, output, array: np.ndarray, captured, wall, index) -> None:
+        worker = self._pictures.get(kind)
+        if worker is not None and worker.idle() and output_wants_frame(output):
+            worker.offer((array.copy(), captured, wall, index))
 
-    # encoder threads
+    # encoder thread (V4L2 poll thread on VC4, the camera thread on PiSP)
 
-    def _next_index(self, kind: str) -> int:
-        index = self._counts[kind]
-        self._counts[kind] = index + 1
-        return index
+    def _on_h264(self, data: bytes, keyframe: bool, sensor_us: int) -> None:
+        captured = sensor_us / 1e6
+        item = (data, keyframe, captured, wall_clock_at(captured), self._index.lookup(sensor_us))
+        handoff = self._h264
+        if handoff is not None:
+            handoff.put(item, keyframe)
 
-    def _on_h264(self, data: bytes, keyframe: bool, when: float) -> None:
-        frame = H264Frame(data, keyframe, time.monotonic(), when, self._next_index("h264"))
-        self._deliver(self.h264_output, frame)
+    # hand-off threads
 
-    def _on_jpeg(self, data: bytes, keyframe: bool, when: float) -> None:
-        frame = JpegFrame(data, time.monotonic(), when, self._next_index("jpeg"))
+    def _deliver_h264(self, data, keyframe, captured, wall, index) -> None:
+        self._deliver(self.h264_output, H264Frame(data, keyframe, captured, wall, index))
+
+    def _to_jpeg(self, item) -> JpegFrame:
+        array, captured, wall, index = item
+        data = yuv420.encode_jpeg(array, self.plan.size(self.plan.jpeg), self._ycbcr, JPEG_QUALITY)
+        return JpegFrame(data, captured, wall, index)
+
+    def _on_jpeg(self, frame: JpegFrame) -> None:
         self._deliver(self.jpeg_output, frame)
 
-    # RGB worker thread
-
-    def _convert_rgb(self) -> None:
+    def _to_rgb(self, item) -> RgbFrame:
+        array, captured, wall, index = item
         size = self.plan.size(self.plan.rgb)
         w, h = self.rgb_size
-        while not self._stop_event.is_set():
-            try:
-                array, captured, when = self._rgb_slot.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            try:
-                rgb = yuv420_to_rgb(array, size, self._matrix)
-                if size != (w, h):
-                    rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
-                frame = RgbFrame(rgb.tobytes(), w, h, captured, when, self._next_index("rgb"))
-            except Exception:
-                logger.exception("could not convert a frame for detection")
-                continue
-            self._deliver(self.rgb_output, frame)
+        rgb = yuv420.to_rgb(array, size, self._ycbcr)
+        if size != (w, h):
+            rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+        return RgbFrame(rgb.tobytes(), w, h, captured, wall, index)
+
+    def _on_rgb(self, frame: RgbFrame) -> None:
+        self._deliver(self.rgb_output, frame)
