@@ -153,11 +153,14 @@ class Kernel:
                 return real_ioctl(fd, request, arg, mutate_flag)
             return vfile.ioctl(request, arg)
 
-        def poll():
-            return Poll(kernel, real_poll())
+        class KernelPoll(Poll):
+            # a class, not a function: selectors.PollSelector keeps select.poll as a
+            # class attribute and calls it through self, which would bind a function
+            def __init__(self):
+                super().__init__(kernel, real_poll())
 
         builtins.open, os.open, posixpath.exists = open_, os_open, exists
-        fcntl.ioctl, select.poll = ioctl, poll
+        fcntl.ioctl, select.poll = ioctl, KernelPoll
 
     def uninstall(self) -> None:
         if self._saved is None:

@@ -527,6 +527,11 @@ class Camera:
         self._lock = threading.Lock()
 
     @property
+    def acquired(self) -> bool:
+        """Whether an application holds the camera (a test hook: not in the bindings)."""
+        return self._acquired
+
+    @property
     def properties(self) -> Dict[ControlId, object]:
         return imx219.properties()
 
