@@ -1,11 +1,13 @@
-"""The sim camera's end-to-end checks, run through the picamera and Picamera2 backends.
+"""The sim camera's end-to-end checks, run through the legacy picamera backend.
 
-Real ``pancake.py --camera picamera|picamera2`` subprocesses with tests/fakes on
-PYTHONPATH, so the backends drive the fake libraries exactly as they would drive
-the real ones: the live view over a websocket, continuous recording across a
+Real ``pancake.py --camera picamera`` subprocesses with tests/fakes on
+PYTHONPATH, so the backend drives the fake library exactly as it would drive
+the real one: the live view over a websocket, continuous recording across a
 quarter-hour split (libfaketime), an edge clip around a scripted detection fed
-with RGB frames. Files are checked with ffprobe; each fake writes how it was
-used to a JSON file at close, checked against what the flags asked for.
+with RGB frames. Files are checked with ffprobe; the fake writes how it was
+used to a JSON file at close, checked against what the flags asked for. The
+Picamera2 backend has the same checks on the real Picamera2, in
+tests/test_picamera2_integration.py.
 
 For picamera alone: systemd's watchdog, on a real notify socket, stops being
 pinged when one splitter port dies while the others go on; and the three steps of
@@ -48,7 +50,7 @@ from tests.test_sdnotify import abstract_receiver  # noqa: F401 - a fixture
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
 
 FPS = 12
-BACKENDS = ["picamera", "picamera2"]
+BACKENDS = ["picamera"]
 
 
 @pytest.fixture
@@ -68,7 +70,6 @@ def run_pancake(tmp_path):
         env = {
             "PYTHONPATH": os.pathsep.join([FAKES, ROOT, os.environ.get("PYTHONPATH", "")]),
             "FAKE_PICAMERA_LOG": str(usage),
-            "FAKE_PICAMERA2_LOG": str(usage),
             "TZ": "UTC",
             **(extra_env or {}),
         }
@@ -106,12 +107,8 @@ def test_live_view_serves_the_cameras_jpegs(backend, run_pancake):
         picture = Image.open(io.BytesIO(data))
         assert picture.format == "JPEG" and picture.size == (320, 240)
     log = usage_of(usage)["log"]
-    if backend == "picamera":
-        (start,) = [e for e in log if e[0] == "start_recording"]
-        assert start[2] == "mjpeg" and start[3] is None
-    else:
-        (start,) = [e for e in log if e[0] == "start_encoder"]
-        assert start[1] == "MJPEGEncoder" and start[2] == "main"
+    (start,) = [e for e in log if e[0] == "start_recording"]
+    assert start[2] == "mjpeg" and start[3] is None
     assert log[-1][0] in ("close", "stop")
 
 
@@ -146,15 +143,9 @@ def test_continuous_recording_splits_at_the_quarter_hour(backend, run_pancake, r
     for path in (first, second):
         assert starts_with_keyframe(path) and frame_size(path) == (256, 192)
     assert counts[0] % FPS == 0  # split at a keyframe; keyframes once a second
-    used = usage_of(usage)
-    if backend == "picamera":
-        (h264,) = [r for r in used["recordings"] if r["format"] == "h264"]
-        assert h264["resize"] == [256, 192]
-        assert h264["options"] == {"inline_headers": True, "intra_period": FPS}
-    else:
-        (h264,) = [e for e in used["log"] if e[:2] == ["start_encoder", "H264Encoder"]]
-        # 256x192 fits inside the 320x240 live view: the lores stream is the recording
-        assert h264[2] == "lores" and h264[3]["iperiod"] == FPS and h264[3]["repeat"]
+    (h264,) = [r for r in usage_of(usage)["recordings"] if r["format"] == "h264"]
+    assert h264["resize"] == [256, 192]
+    assert h264["options"] == {"inline_headers": True, "intra_period": FPS}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -626,3 +626,22 @@ def test_canary_the_picamera2_internals_the_harness_relies_on(pi_platform):
     # the backend times frames by the encoders' firsttimestamp, taken from SensorTimestamp
     stamp_source = inspect.getsource(encoder.Encoder._timestamp)
     assert "SensorTimestamp" in stamp_source and "firsttimestamp" in stamp_source
+
+
+@on_each_pi
+def test_the_h264_encoder_can_freeze_alone(pi_platform, tmp_path, monkeypatch):
+    """The harness's Picamera2 issue 1228: H.264 stops, the camera and live view go on."""
+    monkeypatch.setenv("FAKE_PI_CONTROL_DIR", str(tmp_path))
+    camera = make_camera(resolution=(320, 240), fps=10)
+    h264, jpeg = Collector(), Collector()
+    camera.set_h264_output(h264)
+    camera.set_jpeg_output(jpeg)
+    with running(camera):
+        h264.wait_for(3)
+        (tmp_path / "freeze-h264").touch()
+        jpeg.wait_for(len(jpeg.frames) + 5)  # a frame already in the encoder may come out
+        frozen_at = len(h264.frames)
+        jpeg.wait_for(len(jpeg.frames) + 15)  # 1.5 s of live view
+        assert len(h264.frames) == frozen_at
+        (tmp_path / "freeze-h264").unlink()
+        h264.wait_for(frozen_at + 3)
