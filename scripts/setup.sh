@@ -54,3 +54,14 @@ if [ "$os_packages" = yes ]; then
   fi
   .venv-os/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 fi
+
+if [ "$dev" = yes ]; then
+  # The real Picamera2 for the picamera2 backend's tests, without its Pi-only
+  # dependencies (see requirements-dev.txt), outside site-packages so that only
+  # the tests that make a fake Pi see it.
+  picamera2=$(sed -n 's/^# no-deps: *//p' requirements-dev.txt)
+  if [ ! -d ".venv/pi-libs/${picamera2/==/-}.dist-info" ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --upgrade \
+      --target .venv/pi-libs "$picamera2"
+  fi
+fi
