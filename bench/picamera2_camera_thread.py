@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Our work on Picamera2's camera thread on a Pi 5, per frame at 1080p30, against the frame interval.
+"""Our work on Picamera2's camera thread on a Pi 5, per frame at 1080p30, against the frame time.
 
 On a Pi 5 (PiSP) Picamera2 runs everything on one camera thread: its request
 handling, our pre-callback (timestamp annotation, copies for the live view and
@@ -119,9 +119,7 @@ def measure(frames: int, fps: int, viewer: bool, detect: bool):
     libav.LibavH264Encoder.encode = lambda self, *a: encode(self, *a)
     Picamera2.process_requests = lambda self, *a: process(self, *a)
     try:
-        camera = backend.Picamera2Camera(
-            CameraSettings(resolution=(1920, 1080), fps=fps), warmup=0
-        )
+        camera = backend.Picamera2Camera(CameraSettings(resolution=(1920, 1080), fps=fps), warmup=0)
         pre = Timed(camera._pre_callback)
         camera._pre_callback = pre
         recorder, view, rgb = Recorder(frames + fps), Output(viewer), Output(detect)

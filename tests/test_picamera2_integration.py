@@ -41,10 +41,13 @@ from tests.helpers import (
     starts_with_keyframe,
     stop,
 )
-from tests.pi_platforms import PLATFORMS, child_env
+from tests.pi_platforms import NEEDS_PYTHON_310, PICAMERA2_RUNS_HERE, PLATFORMS, child_env
 from tests.test_sdnotify import Receiver as NotifyReceiver
 
-pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe"),
+    pytest.mark.skipif(not PICAMERA2_RUNS_HERE, reason=NEEDS_PYTHON_310),
+]
 
 FPS = 12
 
