@@ -11,6 +11,7 @@ and white at 235, and the picture looks washed out.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -107,26 +108,67 @@ def to_rgb(array: np.ndarray, size: Size, source: YCbCr) -> np.ndarray:
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=8)
+def _jfif_tables(source: YCbCr):
+    """Lookup tables taking ``source`` numbers to BT.601 full range.
+
+    The conversion is affine. Both matrices weigh R, G and B to a sum of one, so
+    the new chroma depends on the old chroma only and the new luma is the old
+    luma plus a chroma term; every term is a table of its input byte. From
+    BT.601 the chroma terms across planes are zero and each table gives bytes;
+    otherwise they hold 1/64ths, summed before rounding.
+    """
+    levels = np.arange(256, dtype=np.float64)
+    if source.full_range:
+        y, c = levels / 255, (levels - 128) / 255
+    else:
+        y, c = (levels - 16) / 219, (levels - 128) / 224
+    a = _rgb_to_ycbcr_matrix("601") @ _ycbcr_to_rgb_matrix(source.matrix)
+    if source.matrix == "601":
+        return {
+            "y": np.clip(np.rint(y * 255), 0, 255).astype(np.uint8),
+            "u": np.clip(np.rint(128 + a[1, 1] * c * 255), 0, 255).astype(np.uint8),
+            "v": np.clip(np.rint(128 + a[2, 2] * c * 255), 0, 255).astype(np.uint8),
+        }
+
+    def fixed(values):
+        return np.rint(values * 255 * 64).astype(np.int16)
+
+    return {
+        "y": fixed(y),  # a[0, 0] is 1: same weights, same luma
+        "y_u": fixed(a[0, 1] * c),
+        "y_v": fixed(a[0, 2] * c),
+        "u_u": fixed(a[1, 1] * c),
+        "u_v": fixed(a[1, 2] * c),
+        "v_u": fixed(a[2, 1] * c),
+        "v_v": fixed(a[2, 2] * c),
+    }
+
+
+def _to_byte(fixed: np.ndarray, offset: int = 0) -> np.ndarray:
+    fixed += offset * 64 + 32  # and round
+    fixed >>= 6
+    return np.clip(fixed, 0, 255, out=fixed).astype(np.uint8)
+
+
 def to_jfif_planes(array: np.ndarray, size: Size, source: YCbCr):
     """Y, U, V planes in BT.601 full range (what a JPEG decoder assumes), contiguous.
 
-    The conversion is affine. Since both matrices weigh R, G and B to a sum of
-    one, the new chroma depends on the old chroma only, and the new luma is the
-    old luma plus a chroma term: all the per-pixel work at full size is one
-    addition.
+    From BT.601 limited range (below 1280x720) it is one table lookup per
+    sample; from BT.709 the luma also gets a term of its 2x2 block's chroma.
     """
     y, u, v = planes(array, size)
     if source == JFIF:
         return tuple(np.ascontiguousarray(p) for p in (y, u, v))
-    yn, un, vn = _normalised(y, u, v, source)
-    convert = _rgb_to_ycbcr_matrix("601") @ _ycbcr_to_rgb_matrix(source.matrix)
-    dy = (convert[0, 1] * un + convert[0, 2] * vn) * 255  # the luma's chroma term, per 2x2 block
+    t = _jfif_tables(source)
+    if source.matrix == "601":
+        return t["y"][y], t["u"][u], t["v"][v]
     w, h = size
-    luma = yn * 255
-    luma.reshape(h // 2, 2, w // 2, 2)[...] += dy[:, None, :, None]
-    new_u = 128 + 255 * (convert[1, 1] * un + convert[1, 2] * vn)
-    new_v = 128 + 255 * (convert[2, 1] * un + convert[2, 2] * vn)
-    return tuple(np.clip(p + 0.5, 0, 255).astype(np.uint8) for p in (luma, new_u, new_v))
+    luma = t["y"][y]
+    luma.reshape(h // 2, 2, w // 2, 2)[...] += (t["y_u"][u] + t["y_v"][v])[:, None, :, None]
+    new_u = t["u_u"][u] + t["u_v"][v]
+    new_v = t["v_u"][u] + t["v_v"][v]
+    return _to_byte(luma), _to_byte(new_u, 128), _to_byte(new_v, 128)
 
 
 def encode_jpeg(array: np.ndarray, size: Size, source: YCbCr, quality: int) -> bytes:
