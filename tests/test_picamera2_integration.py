@@ -2,44 +2,27 @@
 
 Each test starts real pancake.py processes that are a Pi of one platform before
 anything imports Picamera2 (tests/fakes/pi_site, tests/fakes/fake_pi) and checks
-what a user would see: the live view over a websocket, continuous recording
-across a quarter-hour split (libfaketime), edge clips around a scripted
-detection fed with RGB frames, one-line errors for bad starts, systemd's
-watchdog when the H.264 encoder freezes alone. Files are checked with ffprobe.
+what only this backend has: one-line errors for bad starts, systemd's watchdog
+when the H.264 encoder freezes alone. The checks every camera has (live view,
+quarter-hour split, edge clips) run on both platforms in
+tests/test_pi_backends_integration.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import calendar
-import hashlib
-import io
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
-import tornado.websocket
-from PIL import Image
 
 from tests.helpers import (
     ROOT,
     Pancake,
-    Receiver,
-    changes,
-    count_frames,
-    fake_clock_env,
-    ffprobe,
-    frame_size,
-    frames_received,
     free_port,
-    scripted_customize,
-    starts_with_keyframe,
-    stop,
 )
 from tests.pi_platforms import NEEDS_PYTHON_310, PICAMERA2_RUNS_HERE, PLATFORMS, child_env
 from tests.test_sdnotify import Receiver as NotifyReceiver
@@ -55,13 +38,6 @@ FPS = 12
 @pytest.fixture(params=PLATFORMS)
 def platform(request):
     return request.param
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture
@@ -97,112 +73,6 @@ def run_pancake_to_exit(platform, *args, env=None):
         env=with_env,
         timeout=120,
     )
-
-
-async def watch(port, count):
-    ws = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/websocket")
-    frames = []
-    for _ in range(count):
-        await ws.write_message("read_frame")
-        frames.append(await asyncio.wait_for(ws.read_message(), 30))
-    ws.close()
-    return frames
-
-
-def nal_types_in_file(path) -> list:
-    data = open(path, "rb").read()
-    types, i = [], 0
-    while True:
-        i = data.find(b"\x00\x00\x01", i)
-        if i < 0 or i + 3 >= len(data):
-            return types
-        types.append(data[i + 3] & 0x1F)
-        i += 3
-
-
-def keyframes(path) -> list:
-    """Which decoded frames of a file are keyframes (ffprobe)."""
-    out = ffprobe(path, "-show_entries", "frame=key_frame")
-    return [n for n, line in enumerate(out.split()) if line.startswith("1")]
-
-
-def test_live_view_serves_the_cameras_jpegs(platform, launch):
-    p = launch("--resolution", "320", "240", "--max-stream-fps", "30")
-    frames = asyncio.run(watch(p.port, 6))
-    stop(p, clean_log=True)
-    assert len({hashlib.sha1(f).hexdigest() for f in frames}) == 6
-    for data in frames:
-        picture = Image.open(io.BytesIO(data))
-        assert picture.format == "JPEG" and picture.size == (320, 240)
-
-
-def test_continuous_recording_splits_at_the_quarter_hour(platform, launch, receiver, tmp_path):
-    out_dir = tmp_path / "h264"
-    out_dir.mkdir()
-    p = launch(
-        "--record-continuous",
-        str(out_dir),
-        "--record-resize",
-        "256",
-        "192",
-        "--emit",
-        receiver.name,
-        env=fake_clock_env("2020-06-23 17:14:50"),
-    )
-    receiver.wait_for(1)  # the first file is announced at the split, 17:15:00
-    first, second = out_dir / "20200623-1714.h264", out_dir / "20200623-1715.h264"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not second.exists() or second.stat().st_size < 20000):
-        time.sleep(0.2)
-    log = stop(p, clean_log=True)
-    assert receiver.wait_for(2) == [{"h264": str(first)}, {"h264": str(second)}]
-    assert sorted(os.listdir(out_dir)) == [first.name, second.name]
-    counts = [count_frames(first), count_frames(second)]
-    assert all(counts) and sum(counts) == frames_received(log)
-    for path in (first, second):
-        assert starts_with_keyframe(path) and frame_size(path) == (256, 192)
-        marks = keyframes(path)
-        # a keyframe every second (FPS frames), each after its own SPS and PPS
-        assert marks == list(range(0, count_frames(path), FPS))
-        assert nal_types_in_file(path).count(7) == len(marks)
-    assert counts[0] % FPS == 0  # split at a keyframe
-
-
-def test_edge_clips_around_a_scripted_detection(platform, launch, receiver, tmp_path):
-    out_dir = tmp_path / "clips"
-    out_dir.mkdir()
-    # late enough that the pre-roll has frames after the camera's 2 s warm-up
-    customize, detect_log = scripted_customize(tmp_path, [(8.0, 13.0)], rgb_size=100 * 60 * 3)
-    p = launch(
-        "--record-detection",
-        "edge",
-        str(out_dir),
-        "--detect",
-        "image",
-        "--detect-resize",
-        "100",
-        "60",
-        "--detect-interval",
-        "0.1",
-        "--customize",
-        customize,
-        "--emit",
-        receiver.name,
-    )
-    messages = receiver.wait_for(2, timeout=120)
-    stop(p, clean_log=True)
-    assert [m["detection"] for m in messages] == [True, False]
-    lines = detect_log.read_text().splitlines()
-    assert not [line for line in lines if line.startswith("size")], "RGB of the wrong size"
-    edges = [t for t, _ in changes(detect_log)[1:]]  # the first change: initial False
-    assert len(edges) == 2
-    for m, edge in zip(messages, edges):
-        frames = count_frames(m["h264"])
-        assert 4 * FPS <= frames <= 6 * FPS, frames
-        assert starts_with_keyframe(m["h264"]) and frame_size(m["h264"]) == (320, 240)
-        stamp = os.path.basename(m["h264"])[:15]
-        start = calendar.timegm(time.strptime(stamp, "%Y%m%d-%H%M%S"))  # named in UTC
-        assert edge - 5 < start <= edge - 2
 
 
 BAD_STARTS = {

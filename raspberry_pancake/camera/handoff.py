@@ -24,23 +24,46 @@ from typing import Callable, Deque, Optional, Tuple
 logger = logging.getLogger(__name__)
 
 
-class LatestOnly:
+class _Worker:
+    """A named thread that waits on a condition; ``start()``/``stop()`` on the main thread."""
+
+    def __init__(self, name: str):
+        self.name = name
+        # guards the subclass's queued work and _stopping
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class LatestOnly(_Worker):
     """Converts and delivers one item at a time on its own thread.
 
     ``offer()`` is called on the camera thread; ``work`` and ``deliver`` run on
-    this object's thread; ``start()``/``stop()`` on the main thread.
+    this object's thread. ``stop()`` drops an item not yet taken.
     """
 
     def __init__(self, name: str, work: Callable, deliver: Callable):
-        self.name = name
+        super().__init__(name)
         self._work = work
         self._deliver = deliver
-        # guards _item and _stopping; the camera thread offers, the worker takes
-        self._cond = threading.Condition()
         self._item = None
         self._busy = False
-        self._stopping = False
-        self._thread: Optional[threading.Thread] = None
         self._failures = 0
 
     def idle(self) -> bool:
@@ -55,19 +78,6 @@ class LatestOnly:
             self._item = item
             self._cond.notify()
             return True
-
-    def start(self) -> None:
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def _run(self) -> None:
         while True:
@@ -90,25 +100,21 @@ class LatestOnly:
                     self._busy = False
 
 
-class InOrder:
+class InOrder(_Worker):
     """Delivers encoded frames in order on its own thread, never blocking the producer.
 
     ``put()`` is called on an encoder's thread; ``deliver`` runs on this
-    object's thread; ``start()``/``stop()`` on the main thread. ``stop()``
-    delivers what is queued first, so a recording ends with its last frame.
+    object's thread. ``stop()`` delivers what is queued first, so a recording
+    ends with its last frame.
     """
 
     def __init__(self, name: str, deliver: Callable, max_frames: int):
-        self.name = name
+        super().__init__(name)
         self._deliver = deliver
         self.max_frames = max_frames
-        # guards _queue, _dropping, dropped and _stopping
-        self._cond = threading.Condition()
         self._queue: Deque[Tuple[tuple, bool]] = collections.deque()
         self._dropping = False
-        self._stopping = False
         self.dropped = 0
-        self._thread: Optional[threading.Thread] = None
 
     def put(self, item: tuple, keyframe: bool) -> None:
         with self._cond:
@@ -129,19 +135,6 @@ class InOrder:
             self._dropping = False
             self._queue.append((item, keyframe))
             self._cond.notify()
-
-    def start(self) -> None:
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def _run(self) -> None:
         while True:

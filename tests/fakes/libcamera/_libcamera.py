@@ -157,55 +157,52 @@ class ColorSpace:
         self.ycbcrEncoding = ycbcrEncoding
         self.range = range
 
+    # the named colour spaces: (primaries, transfer function, Y'CbCr encoding, range)
+    _NAMED = {
+        "Raw": ("Raw", "Linear", "Null", "Full"),
+        "Srgb": ("Rec709", "Srgb", "Null", "Full"),
+        "Sycc": ("Rec709", "Srgb", "Rec601", "Full"),
+        "Smpte170m": ("Smpte170m", "Rec709", "Rec601", "Limited"),
+        "Rec709": ("Rec709", "Rec709", "Rec709", "Limited"),
+        "Rec2020": ("Rec2020", "Rec709", "Rec2020", "Limited"),
+    }
+
+    @classmethod
+    def _named(cls, name: str) -> ColorSpace:
+        p, t, e, r = cls._NAMED[name]
+        return cls(cls.Primaries[p], cls.TransferFunction[t], cls.YcbcrEncoding[e], cls.Range[r])
+
     @staticmethod
     def Raw():
-        C = ColorSpace
-        return C(C.Primaries.Raw, C.TransferFunction.Linear, C.YcbcrEncoding.Null, C.Range.Full)
+        return ColorSpace._named("Raw")
 
     @staticmethod
     def Srgb():
-        C = ColorSpace
-        return C(C.Primaries.Rec709, C.TransferFunction.Srgb, C.YcbcrEncoding.Null, C.Range.Full)
+        return ColorSpace._named("Srgb")
 
     @staticmethod
     def Sycc():
-        C = ColorSpace
-        return C(C.Primaries.Rec709, C.TransferFunction.Srgb, C.YcbcrEncoding.Rec601, C.Range.Full)
+        return ColorSpace._named("Sycc")
 
     @staticmethod
     def Smpte170m():
-        C = ColorSpace
-        return C(
-            C.Primaries.Smpte170m,
-            C.TransferFunction.Rec709,
-            C.YcbcrEncoding.Rec601,
-            C.Range.Limited,
-        )
+        return ColorSpace._named("Smpte170m")
 
     @staticmethod
     def Rec709():
-        C = ColorSpace
-        return C(
-            C.Primaries.Rec709, C.TransferFunction.Rec709, C.YcbcrEncoding.Rec709, C.Range.Limited
-        )
+        return ColorSpace._named("Rec709")
 
     @staticmethod
     def Rec2020():
-        C = ColorSpace
-        return C(
-            C.Primaries.Rec2020,
-            C.TransferFunction.Rec709,
-            C.YcbcrEncoding.Rec2020,
-            C.Range.Limited,
-        )
+        return ColorSpace._named("Rec2020")
 
     def same_as(self, other) -> bool:
         fields = ("primaries", "transferFunction", "ycbcrEncoding", "range")
         return all(getattr(self, f) == getattr(other, f) for f in fields)
 
     def __str__(self):
-        for name in ("Raw", "Srgb", "Sycc", "Smpte170m", "Rec709", "Rec2020"):
-            if self.same_as(getattr(ColorSpace, name)()):
+        for name in self._NAMED:
+            if self.same_as(ColorSpace._named(name)):
                 return name
         return "/".join(
             str(getattr(getattr(self, f), "name", None))
