@@ -3,7 +3,8 @@
 Each test starts real pancake.py processes that are a Pi of one platform before
 anything imports Picamera2 (tests/fakes/pi_site, tests/fakes/fake_pi) and checks
 what only this backend has: one-line errors for bad starts, systemd's watchdog
-when the H.264 encoder freezes alone. The checks every camera has (live view,
+when the H.264 encoder freezes alone; and the clock-step scenarios every camera
+runs (tests/clock_steps.py). The checks every camera has (live view,
 quarter-hour split, edge clips) run on both platforms in
 tests/test_pi_backends_integration.py.
 """
@@ -19,6 +20,7 @@ import uuid
 
 import pytest
 
+from tests import clock_steps
 from tests.helpers import (
     ROOT,
     Pancake,
@@ -150,3 +152,18 @@ def test_the_watchdog_stops_when_the_h264_encoder_freezes_alone(platform, tmp_pa
         if p is not None:
             p.stop(timeout=60)
         notify.close()
+
+
+# the wall clock set while recording (the scenarios every camera runs: tests/clock_steps.py)
+
+
+def test_clock_set_forward_an_hour_starts_a_file_named_with_the_new_time(launch, tmp_path):
+    clock_steps.forward_step_starts_a_file_named_with_the_new_time(launch, tmp_path, FPS)
+
+
+def test_clock_set_back_an_hour_never_overwrites_a_file(launch, tmp_path):
+    clock_steps.backward_step_never_overwrites_a_file(launch, tmp_path, FPS)
+
+
+def test_clock_set_just_before_an_edge_keeps_the_clip_whole(launch, tmp_path):
+    clock_steps.step_before_an_edge_keeps_the_clip_whole(launch, tmp_path, FPS)
