@@ -95,7 +95,9 @@ def backward_step_never_overwrites_a_file(launch: Launch, workdir, fps: int) -> 
     with the new time, and the next quarter-hour split comes at the new time's
     16:15, seconds later, not at 17:30.
     """
-    clock = SteppableClock(workdir, "2020-06-23 17:14:56")
+    # early enough that a slow camera records before 17:15: Picamera2's lets exposure
+    # settle for 2 s, and a loaded machine takes seconds to start Python
+    clock = SteppableClock(workdir, "2020-06-23 17:14:45")
     out = os.path.join(str(workdir), "backward")
     os.mkdir(out)
     earlier = {
