@@ -437,13 +437,16 @@ class H264Engine:
         ctx.time_base = Fraction(1, 1_000_000)
         ctx.framerate = framerate
         ctx.bit_rate = bitrate
-        ctx.max_b_frames = 0
         keyint = gop if gop > 0 else 1 << 30
         ctx.gop_size = keyint
         if not repeat_headers:
             flags = av.codec.context.Flags
             ctx.flags |= getattr(flags, "global_header", None) or flags.GLOBAL_HEADER
-        params = f"keyint={keyint}:min-keyint={keyint}:scenecut=0:qpmin={qp[0]}:qpmax={qp[1]}"
+        # no B-frames: the VideoCore encoder makes none (an x264 option, not
+        # max_b_frames, which PyAV 10 on Debian 12 lacks)
+        params = (
+            f"keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes=0:qpmin={qp[0]}:qpmax={qp[1]}"
+        )
         ctx.options = {
             "preset": "ultrafast" if profile == "baseline" else "superfast",
             "tune": "zerolatency",
