@@ -24,7 +24,6 @@ from tests.helpers import (
     ROOT,
     Pancake,
     free_port,
-    stop,
 )
 from tests.pi_platforms import NEEDS_PYTHON_310, PICAMERA2_RUNS_HERE, PLATFORMS, child_env
 from tests.test_sdnotify import abstract_receiver  # noqa: F401 - a fixture
@@ -147,7 +146,8 @@ def test_the_watchdog_stops_when_the_h264_encoder_freezes_alone(platform, tmp_pa
         notify.wait_for("WATCHDOG=1", timeout=60)
         p.proc.send_signal(signal.SIGTERM)
         notify.wait_for("STOPPING=1", timeout=60)
-        log = stop(p)
+        assert p.proc.wait(timeout=60) == 0  # one SIGTERM, as systemd sends
+        _, log = p.stop()
         assert "the H.264 output (recording) has delivered nothing" in log, log
     finally:
         if p is not None:
