@@ -43,11 +43,11 @@ from fractions import Fraction
 from typing import Dict, Optional
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ..exc import CameraUnavailableError, ConfigError, UserError
 from . import yuv420
-from .annotation import load_font, timestamp_text
+from .annotation import TimestampOverlay
 from .base import (
     Camera,
     CameraSettings,
@@ -55,6 +55,7 @@ from .base import (
     JpegFrame,
     RgbFrame,
     Size,
+    frame_times,
     output_wants_frame,
 )
 from .handoff import InOrder, LatestOnly
@@ -130,11 +131,6 @@ def plan_streams(
     return StreamPlan(main, lores, h264_name, jpeg_name, rgb_name)
 
 
-def wall_clock_at(captured: float) -> float:
-    """The wall-clock time of a capture at ``captured`` (CLOCK_MONOTONIC), with today's clock."""
-    return time.time() - (time.monotonic() - captured)
-
-
 def one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     if len(text) > 300:
@@ -142,47 +138,6 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, PermissionError):
         text += " (is this user in the 'video' group?)"
     return text
-
-
-class TimestampOverlay:
-    """Burns the time into YUV420 frames of one stream; used on the camera thread.
-
-    The text changes once a second, so the patch (white text on a black box, as
-    the legacy camera draws it) is rendered only then; each frame just copies it
-    into the luma plane and greys the chroma under it. Black and white are the
-    stream's own: 16 and 235 in limited range, 0 and 255 in full range.
-    """
-
-    def __init__(self, size: Size, text_size: int, full_range: bool = False):
-        self.size = size
-        self.font = load_font(text_size)
-        self.black, self.white = (0, 255) if full_range else (16, 235)
-        self._text: Optional[str] = None
-        self._patch: Optional[np.ndarray] = None
-        self._origin = (0, 0)
-
-    def _render(self, text: str) -> None:
-        w, h = self.size
-        probe = ImageDraw.Draw(Image.new("L", (1, 1)))
-        left, top, right, bottom = probe.textbbox((0, 0), text, font=self.font)
-        pw = min(w, right - left + 8) // 2 * 2
-        ph = min(h, bottom - top + 8) // 2 * 2
-        patch = Image.new("L", (pw, ph), self.black)
-        ImageDraw.Draw(patch).text((4 - left, 4 - top), text, font=self.font, fill=self.white)
-        self._patch = np.asarray(patch)
-        self._origin = ((w - pw) // 2 // 2 * 2, 2)
-        self._text = text
-
-    def draw(self, array: np.ndarray, when: float) -> None:
-        text = timestamp_text(when)
-        if text != self._text:
-            self._render(text)
-        y, u, v = yuv420.planes(array, self.size)
-        x0, y0 = self._origin
-        ph, pw = self._patch.shape
-        y[y0 : y0 + ph, x0 : x0 + pw] = self._patch
-        u[y0 // 2 : (y0 + ph) // 2, x0 // 2 : (x0 + pw) // 2] = 128
-        v[y0 // 2 : (y0 + ph) // 2, x0 // 2 : (x0 + pw) // 2] = 128
 
 
 class CaptureIndex:
@@ -488,7 +443,7 @@ class Picamera2Camera(Camera):
                 self._first_frame_us = metadata.get("FrameDuration")
                 self._first_frame.set()
             captured = sensor_us / 1e6
-            wall = wall_clock_at(captured)
+            captured, wall = frame_times(captured)
             plan = self.plan
             for name, overlay in self._overlays.items():
                 with MappedArray(request, name) as mapped:
@@ -511,7 +466,7 @@ class Picamera2Camera(Camera):
 
     def _on_h264(self, data: bytes, keyframe: bool, sensor_us: int) -> None:
         captured = sensor_us / 1e6
-        item = (data, keyframe, captured, wall_clock_at(captured), self._index.lookup(sensor_us))
+        item = (data, keyframe, *frame_times(captured), self._index.lookup(sensor_us))
         handoff = self._h264
         if handoff is not None:
             handoff.put(item, keyframe)

@@ -20,10 +20,10 @@ import pytest
 from PIL import Image
 
 from raspberry_pancake.camera import yuv420
+from raspberry_pancake.camera.annotation import TimestampOverlay
 from raspberry_pancake.camera.base import CameraSettings
 from raspberry_pancake.camera.picamera2_backend import (
     StreamPlan,
-    TimestampOverlay,
     make_frame_output_class,
     plan_streams,
 )
