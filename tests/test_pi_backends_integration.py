@@ -48,7 +48,13 @@ from tests.helpers import (
     stop,
     with_timestamp_files,
 )
-from tests.pi_platforms import NEEDS_PYTHON_310, PICAMERA2_RUNS_HERE, child_env
+from tests.pi_platforms import (
+    NEEDS_PYTHON_310,
+    PICAMERA2_RUNS_HERE,
+    PISP_ENCODES_HERE,
+    PISP_NEEDS_NEWER_PYAV,
+    child_env,
+)
 from tests.test_sdnotify import abstract_receiver  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
@@ -75,6 +81,8 @@ def run_pancake(tmp_path):
         if platform:
             if not PICAMERA2_RUNS_HERE:
                 pytest.skip(NEEDS_PYTHON_310)
+            if platform == "pisp" and not PISP_ENCODES_HERE:
+                pytest.skip(PISP_NEEDS_NEWER_PYAV)
             env = child_env(platform)
         else:
             env = {"PYTHONPATH": os.pathsep.join([FAKES, ROOT, os.environ.get("PYTHONPATH", "")])}

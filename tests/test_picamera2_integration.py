@@ -25,7 +25,14 @@ from tests.helpers import (
     Pancake,
     free_port,
 )
-from tests.pi_platforms import NEEDS_PYTHON_310, PICAMERA2_RUNS_HERE, PLATFORMS, child_env
+from tests.pi_platforms import (
+    NEEDS_PYTHON_310,
+    PICAMERA2_RUNS_HERE,
+    PISP_ENCODES_HERE,
+    PISP_NEEDS_NEWER_PYAV,
+    PLATFORMS,
+    child_env,
+)
 from tests.test_sdnotify import abstract_receiver  # noqa: F401 - a fixture
 
 pytestmark = [
@@ -38,6 +45,8 @@ FPS = 12
 
 @pytest.fixture(params=PLATFORMS)
 def platform(request):
+    if request.param == "pisp" and not PISP_ENCODES_HERE:
+        pytest.skip(PISP_NEEDS_NEWER_PYAV)
     return request.param
 
 

@@ -131,6 +131,17 @@ def plan_streams(
     return StreamPlan(main, lores, h264_name, jpeg_name, rgb_name)
 
 
+def pyav_takes_numpy_buffers() -> bool:
+    """Whether Picamera2's libav encoders (the Pi 5's H.264) can run on this PyAV.
+
+    They call ``av.VideoFrame.from_numpy_buffer``, which Debian 12's python3-av
+    (10.0) does not have: every frame would raise on the camera thread.
+    """
+    import av
+
+    return hasattr(av.VideoFrame, "from_numpy_buffer")
+
+
 def one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     if len(text) > 300:
@@ -265,6 +276,14 @@ class Picamera2Camera(Camera):
 
     def set_h264_output(self, output, size: Optional[Size] = None) -> None:
         super().set_h264_output(output, size)
+        if not self.vc4 and not pyav_takes_numpy_buffers():
+            import av
+
+            raise ConfigError(
+                "--camera picamera2: on a Pi 5 Picamera2 encodes H.264 with PyAV, and this "
+                f"PyAV ({av.__version__}) lacks VideoFrame.from_numpy_buffer, which it calls; "
+                "install Raspberry Pi OS's python3-av, or a newer av with pip"
+            )
         if self.vc4 and not fits(self.h264_size, VC4_H264_MAX):
             w, h = self.h264_size
             raise ConfigError(

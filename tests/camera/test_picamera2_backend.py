@@ -430,6 +430,23 @@ def test_recording_wider_than_1920_is_refused_on_vc4_and_works_on_pisp(
 
 
 @on_each_pi
+def test_a_pi5_with_a_pyav_too_old_for_picamera2s_encoder_is_one_line(pi_platform, monkeypatch):
+    """Debian 12's python3-av lacks what Picamera2's libav encoder calls on every frame."""
+    from raspberry_pancake.camera import picamera2_backend
+
+    monkeypatch.setattr(picamera2_backend, "pyav_takes_numpy_buffers", lambda: False)
+    camera = make_camera(resolution=(320, 240), fps=5)
+    if pi_platform == "vc4":  # the V4L2 encoder needs nothing of PyAV
+        camera.set_h264_output(Collector())
+        camera.close()
+        return
+    with pytest.raises(ConfigError, match="from_numpy_buffer") as info:
+        camera.set_h264_output(Collector())
+    camera.close()
+    assert "\n" not in str(info.value) and not fake_camera().acquired
+
+
+@on_each_pi
 def test_an_unreachable_frame_rate_is_reported_and_keyframes_stay_a_second_apart(
     pi_platform, monkeypatch, caplog, tmp_path
 ):
