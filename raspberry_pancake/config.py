@@ -20,7 +20,7 @@ from . import __version__
 from .camera import BACKENDS
 from .camera.base import ROTATIONS, CameraSettings, Size
 from .exc import ConfigError
-from .terminal import ArgumentParser, positive_float, positive_int
+from .terminal import ArgumentParser, positive_float, positive_int, program_name
 
 DEFAULT_CUSTOMIZE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "customize.py"
@@ -96,7 +96,8 @@ def port_number(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The flags of the original project, plus this one's own (see the README)."""
     p = ArgumentParser(
-        prog="pancake.py",
+        # named as started: "pancake.py" from a checkout, "pancake" when installed
+        prog=program_name("pancake.py"),
         description="Raspberry Pancake: live view, recording and detection for a Pi camera.",
     )
     p.add_argument(

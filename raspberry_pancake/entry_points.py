@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import sys
 
-from .terminal import run
+from .terminal import program_name, run
 
 
 def pancake() -> None:
     """``pancake`` and ``pancake.py``: the camera server."""
     from .pancake_cli import main
 
-    sys.exit(run(main, prog="pancake.py"))
+    sys.exit(run(main, prog=program_name("pancake.py")))
 
 
 def postproc() -> None:
     """``pancake-postproc`` and ``postproc.py``: convert, upload, notify."""
     from .postproc.cli import main
 
-    sys.exit(run(main, prog="postproc.py"))
+    sys.exit(run(main, prog=program_name("postproc.py")))
 
 
 def set_password() -> None:

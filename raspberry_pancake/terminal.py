@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -33,6 +34,13 @@ def configure_logging(level: int = logging.INFO, handler: Optional[logging.Handl
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def program_name(script: str) -> str:
+    """The name this process was started as: ``script`` from a checkout (the spec's
+    messages say "pancake.py: error: ..."), the command's name when installed."""
+    started = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return started if started and not started.endswith(".py") else script
 
 
 def run(main: Callable[[Optional[Sequence[str]]], int], argv=None, prog: str = "") -> int:

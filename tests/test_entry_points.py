@@ -191,8 +191,8 @@ def requirements(texts) -> set:
 @pytest.mark.parametrize(
     "argv, usage",
     [
-        (["pancake"], "pancake.py"),
-        (["pancake-postproc"], "postproc.py"),
+        (["pancake"], "pancake"),
+        (["pancake-postproc"], "pancake-postproc"),
         (["pancake-set-password"], "pancake-set-password"),
         (["pancake-cleanup"], "pancake-cleanup"),
         (["pancake-cleanup", "days"], "pancake-cleanup days"),
@@ -311,5 +311,20 @@ def test_installed_cleanup_mistakes_are_one_line(installed, argv, line):
     done = run(installed, "pancake-cleanup", *argv)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["pancake", "--fps", "0"], "pancake: error: argument --fps"),
+        (["pancake", "--camera", "sim", "--login", "/nonexistent"], "pancake: error: password"),
+        (["pancake-postproc", "--convert", "/nonexistent", "30"], "pancake-postproc: error:"),
+    ],
+)
+def test_installed_commands_name_themselves_in_their_one_line_errors(installed, argv, line):
+    done = run(installed, *argv)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(line), done.stderr

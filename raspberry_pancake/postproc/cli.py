@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence
 from ..exc import ConfigError
 from ..messages import has_control_character, is_path_address
 from ..sdnotify import Notifier
-from ..terminal import ArgumentParser, configure_logging, positive_float, positive_int
+from ..terminal import ArgumentParser, configure_logging, positive_float, positive_int, program_name
 from . import convert, mqtt, secrets
 from .daemon import Daemon, Settings
 from .notify import DEFAULT_API_URL, TelegramTarget
@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="postproc.py", description="Post-process what pancake.py records.")
+    p = ArgumentParser(
+        prog=program_name("postproc.py"), description="Post-process what pancake.py records."
+    )
     p.add_argument(
         "socket_name",
         help="address of unix domain socket, in abstract namespace; a name with a slash"
