@@ -145,11 +145,16 @@ def pytest_configure(config):
 def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker(MARK) is not None:
         platforms = [CHILD] if CHILD else list(PLATFORMS)
-        marks = {"pisp": [] if PISP_ENCODES_HERE else [pytest.mark.skip(PISP_NEEDS_NEWER_PYAV)]}
-        params = [pytest.param(p, marks=marks.get(p, []), id=p) for p in platforms]
-        metafunc.parametrize("pi_platform", params, indirect=True)
-        if not PICAMERA2_RUNS_HERE:
-            metafunc.definition.add_marker(pytest.mark.skip(reason=NEEDS_PYTHON_310))
+        metafunc.parametrize("pi_platform", [_param(p) for p in platforms], indirect=True)
+
+
+def _param(platform: str):
+    """One platform's parameter, skipped with the reason where it cannot run here."""
+    if not PICAMERA2_RUNS_HERE:
+        return pytest.param(platform, marks=pytest.mark.skip(reason=NEEDS_PYTHON_310), id=platform)
+    if platform == "pisp" and not PISP_ENCODES_HERE:
+        return pytest.param(platform, marks=pytest.mark.skip(PISP_NEEDS_NEWER_PYAV), id=platform)
+    return pytest.param(platform, id=platform)
 
 
 @pytest.hookimpl(tryfirst=True)
