@@ -8,8 +8,11 @@ import subprocess
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-#: One tick of the mp4's 90 kHz clock, and the .pts file's own rounding (1 µs).
-TICK = 1 / 90000 + 1e-6
+#: How far an mp4 frame time may be from its .pts time: two ticks of the mp4's
+#: 90 kHz clock and ffprobe's printing (1 µs). The muxer rounds once to 90 kHz; on
+#: PyAV 10 (Debian 12) a packet is placed in a near time base and rescaled, which
+#: can round once more. Both are far below the .pts file's own millisecond steps.
+TICK = 2 / 90000 + 1e-6
 
 
 @dataclass

@@ -8,6 +8,7 @@ import io
 import signal
 import socket
 import threading
+import time
 import uuid
 
 import pytest
@@ -89,17 +90,24 @@ def test_a_second_sigterm_during_the_stop_still_ends_cleanly(tmp_path):
         "--emit", f"rp-test-{uuid.uuid4().hex}",
         log_path=str(tmp_path / "log"),
     )  # fmt: skip
+    log = tmp_path / "log"
+    wait_for_line(p, log, "recording to")  # a file is open: its announcement will wait
     p.proc.send_signal(signal.SIGTERM)
-    with open(tmp_path / "log") as log:
-        while "SIGTERM received" not in log.read():
-            assert p.proc.poll() is None
-            log.seek(0)
+    wait_for_line(p, log, "SIGTERM received")
     threading.Event().wait(0.5)  # into the stop: the emitter waits for the receiver
     assert p.proc.poll() is None
     p.proc.send_signal(signal.SIGTERM)
     rc, out = p.stop(timeout=60)
     assert rc == 0, out
     assert out.rstrip().endswith("stopped"), out
+
+
+def wait_for_line(p: Pancake, log, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert p.proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"no {text!r} in the log"
+        threading.Event().wait(0.05)
 
 
 def test_help_lists_the_spec_flags():
