@@ -127,6 +127,8 @@ def test_shipped_motion_detector_records_the_sim_scene_moving(tmp_path, procs, r
         "image",
         "--emit",
         rx.name,
+        # far from a quarter hour: one continuous file, whenever the test runs
+        env=fake_clock_env("2020-06-23 17:02:00"),
     )
     # the ball moves from 6 s to 14 s of each 20 s cycle
     messages = rx.wait_for(2, timeout=90)
