@@ -8,6 +8,7 @@ Frames are dropped the way a camera drops them: SIGUSR1 freezes the sim camera
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import threading
@@ -153,7 +154,10 @@ def test_15_fps_converted_with_30(tmp_path, procs):
     warnings = [
         line for line in log.splitlines() if " WARNING raspberry_pancake.postproc.convert" in line
     ]
-    assert len(warnings) == 1 and "15.0" in warnings[0] and "30 fps" in warnings[0], log
+    assert len(warnings) == 1 and "30 fps" in warnings[0], log
+    # the average of real capture times: about 15 (14.99 on a loaded machine)
+    average = float(re.search(r"average ([\d.]+) fps", warnings[0]).group(1))
+    assert 14 <= average <= 16, warnings[0]
 
     # the same recording without its .pts, as the original pancake wrote them
     plain = str(plain_dir / "20200623-1714.h264")
