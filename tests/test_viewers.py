@@ -414,8 +414,12 @@ def small_tmpfs(tmp_path):
 def test_health_reports_a_full_disk(pancake, small_tmpfs):
     p = pancake("--camera", "sim", "--resolution", "640", "480", "--record-continuous",
                 str(small_tmpfs))  # fmt: skip
-    report = wait_for_health(p, lambda s, r: s == 503, "the disk to fill up")
+    # a 503 alone is not enough: before its first frame the camera is a problem too
+    report = wait_for_health(
+        p, lambda s, r: r["recordings"]["write_error"] is not None, "the disk to fill up"
+    )
     assert report["recordings"]["write_error"] == "ENOSPC"
+    assert report["ok"] is False
     assert any("ENOSPC" in problem for problem in report["problems"]), report
     (disk,) = report["disks"]
     assert disk["directory"] == str(small_tmpfs)
