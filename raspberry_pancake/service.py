@@ -161,10 +161,11 @@ class PancakeService:
         """Start, serve until SIGTERM or SIGINT, then stop; the process's whole life."""
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
+        # before start(): a SIGTERM while it opens recordings must close them, not kill
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_stop_signal, signum)
         try:
             self.start()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, self._on_stop_signal, signum)
             settings = self.config.camera
             logger.info(
                 "serving the %s camera on port %d (%dx%d at %d fps)",

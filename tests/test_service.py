@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -104,3 +107,31 @@ async def start_and_stop(service: PancakeService, frames: int = 0) -> None:
                 await asyncio.sleep(0.05)
     finally:
         service.stop()
+
+
+SIGTERM_DURING_START = """
+import asyncio, logging, os, signal, sys
+sys.path.insert(0, {root!r})
+from raspberry_pancake.config import parse_config
+from raspberry_pancake.service import PancakeService
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+service = PancakeService(parse_config(sys.argv[1:]))
+start_camera = service.camera.start
+def start_camera_and_get_stopped():
+    start_camera()
+    os.kill(os.getpid(), signal.SIGTERM)  # as systemd may, while pancake still starts
+service.camera.start = start_camera_and_get_stopped
+sys.exit(asyncio.run(service.run()))
+"""
+
+
+def test_a_sigterm_while_starting_stops_cleanly(tmp_path):
+    """The recordings are already open by then: a SIGTERM must close them, not kill."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    argv = ["--camera", "sim", "--port", str(free_port()), "--record-continuous", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_DURING_START.format(root=root), *argv],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SIGTERM received" in done.stdout and "stopped" in done.stdout, done.stdout
