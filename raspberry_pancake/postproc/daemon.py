@@ -203,17 +203,18 @@ class Daemon:
             self._close_socket()
         finally:
             self.stop.set()
-            signal.set_wakeup_fd(old_fd)
-            for sig, handler in old_handlers.items():
-                signal.signal(sig, handler)
             selector.close()
-            wake_r.close()
-            wake_w.close()
             self.receiver.close()
             self._join_workers()
             self.events.close()
             self.store.close()
             self.notifier.close()
+            # only now: a second SIGTERM during the workers' grace must find our handler
+            signal.set_wakeup_fd(old_fd)
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+            wake_r.close()
+            wake_w.close()
         return 0
 
     def _on_signal(self, signum, frame) -> None:

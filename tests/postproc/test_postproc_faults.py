@@ -10,6 +10,7 @@ import os
 import signal
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -200,3 +201,24 @@ def test_state_disk_full_beyond_the_reserve_holds_messages_back(postproc, tmpfs,
     assert "the state file takes writes again" in pp.new_log()
     assert pp.stop() == 0
     assert len(os.listdir(mp4)) == len(clips)
+
+
+def test_a_second_sigterm_while_workers_finish_still_ends_cleanly(postproc, dirs, bot_api):
+    """systemd sends one SIGTERM, an impatient user two: the second one must not kill
+    postproc while it gives a hanging Telegram request its grace."""
+    _, mp4 = dirs
+    bot_api.hang()
+    pp = postproc(
+        "--convert", str(mp4), "12",
+        "--notify-telegram", TOKEN, "42", "--telegram-api-url", bot_api.url,
+    ).start()  # fmt: skip
+    pp.send({"detection": True})
+    pp.wait_log("queued notification")
+    time.sleep(1)  # the notifier is now inside its hanging request
+    pp.proc.send_signal(signal.SIGTERM)
+    pp.wait_log("stopping on SIGTERM")
+    time.sleep(1)  # into the workers' grace, which the hanging request fills
+    assert pp.proc.poll() is None, "postproc ended before its grace"
+    pp.proc.send_signal(signal.SIGTERM)
+    assert pp.proc.wait(timeout=60) == 0, pp.log_text()
+    assert "did not stop in time" in pp.log_text()
