@@ -12,7 +12,9 @@ every second, about the bitrate of a Pi camera at 720p) and kept in the workdir,
 with a timestamp file as pancake writes it (frame sizes from one parse of the
 stream, a frame every 1/30 s). Each converter runs on two copies of it: with the
 timestamp file ("+pts") and without (named "-nopts": timed by fps, as recordings
-of the original pancake are).
+of the original pancake are). "builtin+pts,late" is the default converter with
+its early write-out (``writeback.py``) turned off: the disk starts on the mp4
+only at the final fsync, as it did before.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from fractions import Fraction
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from raspberry_pancake import timestamps  # noqa: E402
-from raspberry_pancake.postproc import convert  # noqa: E402
+from raspberry_pancake.postproc import convert, writeback  # noqa: E402
 
 FPS = 30
 SIZE = "1280x720"
@@ -125,6 +127,20 @@ def packets(path: str) -> int:
     return int(stream["nb_read_packets"]), float(stream["duration"])
 
 
+class _NoEarlyWriteout(writeback.WritebackPusher):
+    def poll(self) -> None:
+        pass
+
+
+def convert_without_early_writeout(src: str, out_dir: str) -> None:
+    """The built-in converter with its write-out left to the fsync at the end."""
+    convert.WritebackPusher = _NoEarlyWriteout
+    try:
+        convert.convert_file(convert.BuiltinConverter(), src, out_dir, Fraction(FPS))
+    finally:
+        convert.WritebackPusher = writeback.WritebackPusher
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=int, default=15)
@@ -177,6 +193,16 @@ def main() -> int:
                     os.path.join(out_dir, convert.mp4_name(path)),
                 )
             )
+    # the default as it was before it started the mp4's write-out early (writeback.py)
+    candidates.insert(
+        3,
+        (
+            "builtin+pts,late",
+            lambda: convert_without_early_writeout(src, out_dir),
+            src,
+            os.path.join(out_dir, convert.mp4_name(src)),
+        ),
+    )
     default = convert.select_converter("auto").name + "+pts"
     print(f"input: {src} ({size_mb:.0f} MB, {frames} frames); default converter: {default}")
     run_cp()  # warm the page cache (unless --cold evicts the input before each run)

@@ -34,6 +34,7 @@ from .. import timestamps
 from ..exc import ConfigError, ConversionError, NoSpaceError, StoppedError, TimestampFileError
 from . import runner
 from .frames import IndexMismatch, indexed_packets
+from .writeback import WritebackPusher
 
 logger = logging.getLogger(__name__)
 
@@ -236,20 +237,17 @@ class BuiltinConverter(Converter):
     def _remux(self, source: Source, dst, rate, stop, times, indexed: bool) -> None:
         import av
 
+        clock = _FrameRateClock(rate) if times is None else _RecordedClock(times)
         with av.open(source.by_fd, format="h264") as container:
             if not container.streams.video:
                 raise ConversionError("no video stream")
             in_stream = container.streams.video[0]
-            with av.open(dst, "w", format="mp4") as sink:
+            with av.open(dst, "w", format="mp4") as sink, WritebackPusher(dst) as pusher:
                 out_stream = _copy_stream(sink, in_stream)
-                if times is None:
-                    clock = _FrameRateClock(rate)
-                else:
-                    clock = _RecordedClock(times)
-                    if times.first_wall is not None:
-                        sink.metadata["creation_time"] = timestamps.wall_text(
-                            times.first_wall.timestamp()
-                        )
+                if times is not None and times.first_wall is not None:
+                    sink.metadata["creation_time"] = timestamps.wall_text(
+                        times.first_wall.timestamp()
+                    )
                 # PyAV 10 warns that this also sets the time base of the copied decoder
                 # context; the stream's time base is what is meant
                 warnings.filterwarnings("ignore", "Using CodecContext.time_base for decoders")
@@ -258,33 +256,45 @@ class BuiltinConverter(Converter):
                     packets = self._indexed_packets(source, times)
                 else:
                     packets = self._parsed_packets(container, in_stream)
-                frames = 0
-                pts, duration, limit = clock.pts, clock.duration, clock.frames
-                writable = packets_are_writable()
-                time_base = clock.time_base
-                # packets of our own have no time base: once the muxer's is the clock's,
-                # they need none (demuxed packets carry the demuxer's: always set it)
-                rebase = True
-                for packet in packets:  # per frame: kept lean, it runs 27000 times a file
-                    if frames == limit:
-                        _log_untimed_tail(source.path, frames)
-                        break
-                    if frames & 63 == 0 and stop.is_set():
-                        raise StoppedError("conversion interrupted by shutdown")
-                    packet.stream = out_stream
-                    if not writable:
-                        _place_keeping_duration(packet, pts(frames), duration(frames), time_base)
-                    else:
-                        if rebase:
-                            packet.time_base = time_base
-                        packet.pts = packet.dts = pts(frames)
-                        packet.duration = duration(frames)
-                    sink.mux(packet)
-                    if frames == 0 and indexed:
-                        rebase = out_stream.time_base != time_base
-                    frames += 1
+                frames = self._mux(source, sink, out_stream, packets, clock, stop, pusher, indexed)
                 if frames == 0:
                     raise ConversionError("no frames in the h264 file")
+
+    @staticmethod
+    def _mux(source, sink, out_stream, packets, clock, stop, pusher, indexed: bool) -> int:
+        """Mux ``packets`` at ``clock``'s times, as many as it has times for (a longer
+        file's tail is logged and left out); return how many.
+
+        Per frame: kept lean, it runs 27000 times for a quarter-hour file.
+        """
+        frames = 0
+        pts, duration, limit = clock.pts, clock.duration, clock.frames
+        writable = packets_are_writable()
+        time_base = clock.time_base
+        # packets of our own have no time base: once the muxer's is the clock's, they
+        # need none (demuxed packets carry the demuxer's: always set it)
+        rebase = True
+        for packet in packets:
+            if frames == limit:
+                _log_untimed_tail(source.path, frames)
+                break
+            if frames & 63 == 0:
+                if stop.is_set():
+                    raise StoppedError("conversion interrupted by shutdown")
+                pusher.poll()
+            packet.stream = out_stream
+            if not writable:
+                _place_keeping_duration(packet, pts(frames), duration(frames), time_base)
+            else:
+                if rebase:
+                    packet.time_base = time_base
+                packet.pts = packet.dts = pts(frames)
+                packet.duration = duration(frames)
+            sink.mux(packet)
+            if frames == 0 and indexed:
+                rebase = out_stream.time_base != time_base
+            frames += 1
+        return frames
 
     @staticmethod
     def _parsed_packets(source, in_stream):
