@@ -147,6 +147,20 @@ def fake_clock_env(start: str) -> dict:
     }
 
 
+#: A local start time for a child's clock (``fake_clock_env``) thirteen minutes before
+#: the next quarter hour and far from midnight. Continuous recording splits its file
+#: at :00, :15, :30 and :45 of the wall clock, and a test on the real clock that
+#: expects one file, one name or a count of files fails whenever CI happens to run it
+#: across such a mark; from here the child's clock runs on in real time, so its
+#: recording stays one file however slowly a loaded machine runs the test.
+AWAY_FROM_A_QUARTER_HOUR = "2020-06-23 17:02:00"
+
+
+def clock_away_from_a_quarter_hour() -> dict:
+    """``fake_clock_env`` at ``AWAY_FROM_A_QUARTER_HOUR``: one continuous file, whenever run."""
+    return fake_clock_env(AWAY_FROM_A_QUARTER_HOUR)
+
+
 class SteppableClock:
     """A child's wall clock that the test sets while the child runs, as NTP would.
 

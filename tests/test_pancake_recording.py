@@ -18,6 +18,7 @@ from tests.helpers import (
     Pancake,
     Receiver,
     changes,
+    clock_away_from_a_quarter_hour,
     count_frames,
     fake_clock_env,
     frames_received,
@@ -128,7 +129,7 @@ def test_shipped_motion_detector_records_the_sim_scene_moving(tmp_path, procs, r
         "--emit",
         rx.name,
         # far from a quarter hour: one continuous file, whenever the test runs
-        env=fake_clock_env("2020-06-23 17:02:00"),
+        env=clock_away_from_a_quarter_hour(),
     )
     # the ball moves from 6 s to 14 s of each 20 s cycle
     messages = rx.wait_for(2, timeout=90)
@@ -183,6 +184,9 @@ def test_all_mode_sequence_and_sigterm_closing_a_recording(tmp_path, procs, rece
         *scripted_detection(customize),
         "--emit",
         rx.name,
+        # one continuous file, announced last: on the real clock a quarter hour
+        # passing during the test would split it and add a message among these
+        env=clock_away_from_a_quarter_hour(),
     )
     rx.wait_for(4, timeout=90)  # the second recording's clip
     time.sleep(2)  # now well inside the second recording
@@ -242,6 +246,8 @@ def test_customize_that_raises_is_logged_and_recording_goes_on(tmp_path, procs):
         "0.05",
         "--customize",
         str(customize),
+        # the one .h264 below: on the real clock a quarter hour could split it
+        env=clock_away_from_a_quarter_hour(),
     )
     time.sleep(4)
     log = stop(p)

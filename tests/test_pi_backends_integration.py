@@ -55,7 +55,10 @@ from tests.pi_platforms import (
     PISP_NEEDS_NEWER_PYAV,
     child_env,
 )
-from tests.test_sdnotify import abstract_receiver  # noqa: F401 - a fixture
+from tests.test_sdnotify import (
+    abstract_receiver,  # noqa: F401 - a fixture
+    wait_for_withheld_pings,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
 
@@ -75,7 +78,7 @@ def run_pancake(tmp_path):
     """Starts pancake.py on a fake Pi library; returns (process, path of the fake's usage log)."""
     started = []
 
-    def start(backend, *args, extra_env=None):
+    def start(backend, *args, extra_env=None, log_path=None):
         camera, _, platform = backend.partition("-")
         usage = tmp_path / f"{backend}-usage.json"
         if platform:
@@ -87,7 +90,7 @@ def run_pancake(tmp_path):
         else:
             env = {"PYTHONPATH": os.pathsep.join([FAKES, ROOT, os.environ.get("PYTHONPATH", "")])}
         env.update({"FAKE_PICAMERA_LOG": str(usage), "TZ": "UTC", **(extra_env or {})})
-        p = Pancake("--camera", camera, "--fps", str(FPS), *args, env=env)
+        p = Pancake("--camera", camera, "--fps", str(FPS), *args, env=env, log_path=log_path)
         started.append(p)
         return p, usage
 
@@ -233,12 +236,16 @@ def test_the_watchdog_sees_one_dead_picamera_port(fault, run_pancake, request, t
         "WATCHDOG_PID": "",
         "FAKE_PICAMERA_FAULTS": str(faults),
     }
-    p, _ = run_pancake("picamera", "--record-continuous", str(out_dir), extra_env=env)
+    log = tmp_path / "pancake.log"
+    p, _ = run_pancake("picamera", "--record-continuous", str(out_dir), extra_env=env, log_path=log)
     receiver.wait_for("READY=1", timeout=90)
     receiver.wait_for("WATCHDOG=1", timeout=60, count=3)
 
     faults.write_text(f"{fault} 1\n")  # the fake reads it at its next frame
-    receiver.drain(3.0)  # a frame delivered just before may earn a ping or two
+    # not a fixed wait: on a loaded machine the fake's next frame, and frames
+    # delivered just before the fault, may reach the watchdog seconds later
+    wait_for_withheld_pings(log)
+    receiver.drain(0.5)  # a ping sent just before the line was written
     quiet = receiver.drain(4.0)
     assert "WATCHDOG=1" not in quiet
     assert p.proc.poll() is None

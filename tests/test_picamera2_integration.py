@@ -33,7 +33,10 @@ from tests.pi_platforms import (
     PLATFORMS,
     child_env,
 )
-from tests.test_sdnotify import abstract_receiver  # noqa: F401 - a fixture
+from tests.test_sdnotify import (
+    abstract_receiver,  # noqa: F401 - a fixture
+    wait_for_withheld_pings,
+)
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe"),
@@ -132,6 +135,7 @@ def test_the_watchdog_stops_when_the_h264_encoder_freezes_alone(platform, tmp_pa
     control.mkdir()
     out_dir = tmp_path / "h264"
     out_dir.mkdir()
+    log = tmp_path / "pancake.log"
     env = {
         **child_env(platform),
         "NOTIFY_SOCKET": address,
@@ -142,12 +146,16 @@ def test_the_watchdog_stops_when_the_h264_encoder_freezes_alone(platform, tmp_pa
     p = None
     try:
         p = Pancake(
-            "--camera", "picamera2", "--fps", str(FPS), "--record-continuous", str(out_dir), env=env
-        )
+            "--camera", "picamera2", "--fps", str(FPS), "--record-continuous", str(out_dir),
+            env=env, log_path=log,
+        )  # fmt: skip
         notify.wait_for("READY=1", timeout=90)
         notify.wait_for("WATCHDOG=1", timeout=60, count=3)
         (control / "freeze-h264").touch()
-        notify.drain(3.0)  # a ping decided just before the freeze may still come
+        # not a fixed wait: on a loaded machine frames encoded before the freeze may
+        # still reach the watchdog seconds later
+        wait_for_withheld_pings(log)
+        notify.drain(0.5)  # a ping sent just before the line was written
         quiet = notify.drain(4.0)
         assert "WATCHDOG=1" not in quiet
         assert p.proc.poll() is None  # the process lives: systemd is the one to restart it

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from raspberry_pancake import timestamps
-from tests.helpers import Pancake, count_frames, stop
+from tests.helpers import Pancake, clock_away_from_a_quarter_hour, count_frames, stop
 from tests.postproc.pp_helpers import Postproc, wait_until
 from tests.pts_helpers import TICK, h264_frames, mp4_timing, pts_lines
 
@@ -45,7 +45,12 @@ def start_postproc(tmp_path, procs, mp4_dir, fps: str) -> Postproc:
 
 
 def start_pancake(procs, fps: str, h264_dir, *args: str) -> Pancake:
-    cam = Pancake("--camera", "sim", "--fps", fps, "--record-continuous", str(h264_dir), *args)
+    # every test here expects one continuous file (``recording_in``): on the real
+    # clock a run across a quarter hour (a split) would leave two
+    cam = Pancake(
+        "--camera", "sim", "--fps", fps, "--record-continuous", str(h264_dir), *args,
+        env=clock_away_from_a_quarter_hour(),
+    )  # fmt: skip
     procs.append(cam)
     return cam
 

@@ -32,8 +32,8 @@ from tests.disk_faults import (
 from tests.helpers import (
     ROOT,
     Receiver,
+    clock_away_from_a_quarter_hour,
     count_frames,
-    fake_clock_env,
     free_port,
     run_cli,
     scripted_customize,
@@ -48,11 +48,6 @@ FPS = 12
 UNIT_STOP_TIMEOUT = 30.0
 #: what issue 10 asks for a stop on a stalled disk
 STOP_TARGET = 20.0
-
-
-def clock_away_from_a_quarter_hour() -> dict:
-    """A wall clock ten minutes before a split, so a test's continuous file stays one file."""
-    return fake_clock_env("2020-06-23 17:05:00")
 
 
 class LivePancake:

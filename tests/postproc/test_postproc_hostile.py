@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import clock_away_from_a_quarter_hour, run_cli
 from tests.postproc.pp_helpers import FtpServer, make_h264, wait_until
 
 NOBODY = 65534
@@ -163,8 +163,10 @@ def test_pancake_emits_to_a_socket_file(pancake, postproc, open_base, tmp_path):
         "--convert", str(mp4), "12", "--converter", "builtin", "--h264-dir", str(h264), name=path
     ).start()  # fmt: skip
     cam = pancake(
-        "--camera", "sim", "--fps", "12", "--record-continuous", str(h264), "--emit", path
-    )
+        "--camera", "sim", "--fps", "12", "--record-continuous", str(h264), "--emit", path,
+        # the one .h264 below: on the real clock a quarter hour could split it
+        env=clock_away_from_a_quarter_hour(),
+    )  # fmt: skip
     wait_until(lambda: os.listdir(h264), what="a recording")
     code, out = cam.stop()
     assert code == 0, out
