@@ -11,7 +11,7 @@ import time
 import pytest
 
 from raspberry_pancake import timestamps
-from tests.helpers import count_frames, fake_clock_env
+from tests.helpers import ClockBeforeASplit, count_frames
 from tests.postproc.pp_helpers import BotApi, Postproc, decode_errors, wait_until
 from tests.pts_helpers import TICK, mp4_timing, pts_lines
 
@@ -49,6 +49,9 @@ def test_recordings_flow_from_camera_to_mp4_and_telegram(tmp_path, pancake):
         "--telegram-api-url",
         bot.url,
     ).start()
+    # 17:14, and 17:14:54 once recording: a clock started a few seconds before 17:15
+    # would race a slow start-up, and then no file would be named for 17:14
+    clock = ClockBeforeASplit(tmp_path, h264)
     try:
         cam = pancake(
             "--camera",
@@ -66,8 +69,9 @@ def test_recordings_flow_from_camera_to_mp4_and_telegram(tmp_path, pancake):
             write_customize(tmp_path / "customize.py"),
             "--emit",
             pp.name,
-            env={**fake_clock_env("2020-06-23 17:14:54"), "TZ": "UTC"},
+            env=clock.env,  # in UTC
         )
+        clock.wait_and_set(seconds_left=6)
         # both edges become clips, and each clip reaches Telegram as a video
         wait_until(lambda: len(bot.of("sendVideo")) >= 2, 90, "two videos sent to Telegram")
         code, out = cam.stop()

@@ -15,12 +15,12 @@ import pytest
 
 from tests.helpers import (
     ROOT,
+    ClockBeforeASplit,
     Pancake,
     Receiver,
     changes,
     clock_away_from_a_quarter_hour,
     count_frames,
-    fake_clock_env,
     frames_received,
     run_cli,
     scripted_customize,
@@ -78,20 +78,26 @@ def clip_start(path: str) -> float:
 # continuous
 
 
-def test_continuous_splits_at_the_quarter_hour_and_loses_no_frame(tmp_path, procs, receiver):
+def test_continuous_splits_at_the_quarter_hour_and_loses_no_frame(
+    tmp_path, tmp_path_factory, procs, receiver
+):
     rx = receiver()
-    # the process clock starts ten seconds before 17:15 local time (in Kolkata,
-    # UTC+5:30, so a half-hour time zone splits on its own quarter hours)
-    zone = "Asia/Kolkata" if os.path.exists("/usr/share/zoneinfo/Asia/Kolkata") else "UTC"
-    env = {"TZ": zone, **fake_clock_env("2020-06-23 17:14:50")}
+    # the process clock reads 17:14 local time, and 17:14:55 once recording (in
+    # Kolkata, UTC+5:30, so a half-hour time zone splits on its own quarter hours)
+    kolkata = os.path.exists("/usr/share/zoneinfo/Asia/Kolkata")
+    zone, utc_minute = (
+        ("Asia/Kolkata", "2020-06-23 11:44") if kolkata else ("UTC", "2020-06-23 17:14")
+    )
+    clock = ClockBeforeASplit(tmp_path_factory.mktemp("clock"), tmp_path, utc_minute)
     p = start_pancake(
         procs,
         "--record-continuous",
         str(tmp_path),
         "--emit",
         rx.name,
-        env=env,
+        env={**clock.env, "TZ": zone},
     )
+    clock.wait_and_set(seconds_left=5)
     # the first file is announced once the split at 17:15:00 has happened
     rx.wait_for(1, timeout=90)
     first = tmp_path / "20200623-1714.h264"

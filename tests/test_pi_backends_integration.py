@@ -35,11 +35,11 @@ from tests.camera.camhelpers import nal_types
 from tests.helpers import (
     FAKES,
     ROOT,
+    ClockBeforeASplit,
     Pancake,
     Receiver,
     changes,
     count_frames,
-    fake_clock_env,
     ffprobe,
     frame_size,
     frames_received,
@@ -138,10 +138,11 @@ def test_live_view_serves_the_cameras_jpegs(backend, run_pancake):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_continuous_recording_splits_at_the_quarter_hour(backend, run_pancake, receiver, tmp_path):
-    # what `faketime '2020-06-23 17:14:50' python3 pancake.py ...` sets up
-    fake_clock = fake_clock_env("2020-06-23 17:14:50")
     out_dir = tmp_path / "h264"
     out_dir.mkdir()
+    # 17:14 UTC, and 17:14:55 once recording: a clock started a few seconds before
+    # 17:15 would race a slow start of the camera library
+    clock = ClockBeforeASplit(tmp_path, out_dir)
     p, usage = run_pancake(
         backend,
         "--record-continuous",
@@ -151,8 +152,9 @@ def test_continuous_recording_splits_at_the_quarter_hour(backend, run_pancake, r
         "192",
         "--emit",
         receiver.name,
-        extra_env=fake_clock,
+        extra_env=clock.env,
     )
+    clock.wait_and_set(seconds_left=5)
     receiver.wait_for(1)  # the first file is announced at the split, 17:15:00
     first, second = out_dir / "20200623-1714.h264", out_dir / "20200623-1715.h264"
     deadline = time.monotonic() + 30

@@ -36,7 +36,13 @@ from PIL import Image
 from raspberry_pancake import __version__
 from raspberry_pancake.web import live
 from raspberry_pancake.web.auth import hash_password
-from tests.helpers import Receiver, count_frames, fake_clock_env, ffprobe, frame_size
+from tests.helpers import (
+    ClockBeforeASplit,
+    Receiver,
+    count_frames,
+    ffprobe,
+    frame_size,
+)
 
 SIZE = (320, 240)
 
@@ -351,15 +357,17 @@ def test_a_frozen_camera_gives_no_snapshot_and_an_unhealthy_report(pancake):
 def test_health_reports_recordings_disks_and_the_emitter_backlog(pancake, tmp_path):
     """A recording split at a quarter-hour is announced to a receiver that is not there.
 
-    The clock starts just before 17:15, so the first file closes within seconds.
+    The clock is set to just before 17:15 once recording, so the first file closes
+    within seconds (started there, a slow start-up could miss 17:14 altogether).
     """
     h264 = tmp_path / "h264"
     h264.mkdir()
     name = f"rp-test-{uuid.uuid4().hex}"
+    clock = ClockBeforeASplit(tmp_path, h264)
     p = pancake(
-        "--camera", "sim", "--record-continuous", str(h264), "--emit", name,
-        env=fake_clock_env("2020-06-23 17:14:57"),
+        "--camera", "sim", "--record-continuous", str(h264), "--emit", name, env=clock.env
     )  # fmt: skip
+    clock.wait_and_set(seconds_left=3)
     report = wait_for_health(
         p,
         lambda s, r: (
