@@ -4,6 +4,7 @@ receiving what it emits, and reading video files with ffprobe."""
 from __future__ import annotations
 
 import calendar
+import contextlib
 import glob
 import json
 import os
@@ -36,8 +37,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    """Wait until something listens on ``port``; fail at once if ``proc`` (the server) exits."""
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Wait until ``proc`` (the server) listens on ``port``; fail at once if it exits.
+
+    Something else listening there is not enough: another test's server that took
+    the port first answers too, while ``proc`` fails to bind it.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -45,10 +50,38 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> N
             raise AssertionError(f"{proc.args[:2]} exited with {proc.returncode}: {out}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                pass
         except OSError:
             time.sleep(0.1)
-    raise AssertionError(f"nothing listens on port {port} after {timeout} s")
+            continue
+        if listens(proc.pid, port):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{proc.args[:2]} does not listen on port {port} after {timeout} s")
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid``, or a child of it, holds a listening TCP socket on ``port``."""
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()  # sl local_address rem_address st ... inode
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    sockets.add(f"socket:[{fields[9]}]")
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{current}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{current}/fd/{fd}") in sockets:
+                        return True
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    pids += [int(child) for child in f.read().split()]
+    return False
 
 
 class Pancake:
@@ -59,23 +92,33 @@ class Pancake:
     ):
         """``log_path``: the log goes to that file, never filling a pipe (long or noisy runs).
         ``program``: the command to start instead of this checkout's pancake.py."""
-        self.port = free_port()
         self.log_path = log_path
         program = program or [sys.executable, os.path.join(ROOT, "pancake.py")]
-        cmd = [*program, "--port", str(self.port)]
-        out = open(log_path, "w") if log_path else subprocess.PIPE
-        self.proc = subprocess.Popen(
-            [*cmd, *args],
-            cwd=cwd,
-            env={**os.environ, **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            preexec_fn=preexec_fn,  # e.g. resource limits or a cgroup, set in the child
-        )
-        if log_path:
-            out.close()
-        wait_for_port(self.port, self.proc)
+        # Another process (the other CI run shares the machine) may take the free port
+        # between free_port() and pancake's own bind: pancake then exits, saying so,
+        # and is started again on another port.
+        for attempt in range(3):
+            self.port = free_port()
+            cmd = [*program, "--port", str(self.port)]
+            out = open(log_path, "w") if log_path else subprocess.PIPE
+            self.proc = subprocess.Popen(
+                [*cmd, *args],
+                cwd=cwd,
+                env={**os.environ, **(env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                preexec_fn=preexec_fn,  # e.g. resource limits or a cgroup, set in the child
+            )
+            if log_path:
+                out.close()
+            try:
+                wait_for_port(self.port, self.proc)
+                return
+            except AssertionError as e:
+                said = str(e) + (open(log_path, errors="replace").read() if log_path else "")
+                if attempt == 2 or f"port {self.port} is already in use" not in said:
+                    raise
 
     @property
     def url(self) -> str:

@@ -157,18 +157,19 @@ def test_15_fps_converted_with_30(tmp_path, procs):
     got = assert_mp4_follows(mp4, times, first_wall(pts_file))
     # timed at the camera's 15 fps, not at --convert's 30 (half as long). Not "close to
     # len/15": the sim camera drops a slot whenever a loaded machine keeps it more than
-    # a frame late, which only makes the recording longer; assert_mp4_follows has
-    # already held the mp4 to the true capture times.
-    assert got.duration >= (len(times) - 2) / 15
+    # a frame late (longer), and a late first frame shortens the first interval (a
+    # frame shorter at most); assert_mp4_follows has held the mp4 to the true times.
+    assert got.duration >= (len(times) - 3) / 15
     warnings = [
         line for line in log.splitlines() if " WARNING raspberry_pancake.postproc.convert" in line
     ]
     assert len(warnings) == 1 and "30 fps" in warnings[0], log
     # the average of the real capture times, as the .pts lists them: about 15, but
-    # less (14.99, or 13.5) on a loaded machine, where the camera drops slots
+    # 14.99 or 13.5 on a loaded machine where the camera drops slots, 15.12 after a
+    # late first frame
     average = float(re.search(r"average ([\d.]+) fps", warnings[0]).group(1))
     recorded = (len(times) - 1) * 1000 / (times[-1] - times[0])
-    assert average == pytest.approx(recorded, abs=0.006) and recorded <= 15.1, warnings[0]
+    assert average == pytest.approx(recorded, abs=0.006), warnings[0]
 
     # the same recording without its .pts, as the original pancake wrote them
     plain = str(plain_dir / "20200623-1714.h264")
