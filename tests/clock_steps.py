@@ -29,6 +29,7 @@ import av
 import numpy as np
 
 from tests.helpers import (
+    ClockBeforeASplit,
     Pancake,
     Receiver,
     SteppableClock,
@@ -95,10 +96,11 @@ def backward_step_never_overwrites_a_file(launch: Launch, workdir, fps: int) -> 
     with the new time, and the next quarter-hour split comes at the new time's
     16:15, seconds later, not at 17:30.
     """
-    # early enough that a slow camera records before 17:15: Picamera2's lets exposure
-    # settle for 2 s, and a loaded machine takes seconds to start Python
-    clock = SteppableClock(workdir, "2020-06-23 17:14:45")
+    # 17:14, and 17:14:57 once recording: a slow camera records before 17:15 whatever
+    # its start-up takes (Picamera2's lets exposure settle for 2 s, and a loaded
+    # machine takes seconds to start Python)
     out = os.path.join(str(workdir), "backward")
+    clock = ClockBeforeASplit(workdir, os.path.join(out, "20200623-1714.h264"))
     os.mkdir(out)
     earlier = {
         "20200623-1614.h264": b"recorded an hour before, first",
@@ -113,6 +115,7 @@ def backward_step_never_overwrites_a_file(launch: Launch, workdir, fps: int) -> 
     rx = Receiver().start()
     try:
         p = launch("--record-continuous", out, "--emit", rx.name, env={**clock.env, "TZ": "UTC"})
+        clock.wait_and_set(seconds_left=3)
         wait_until(lambda: has_frames(paths[1], fps), "a second of recording after 17:15")
         clock.set("2020-06-23 16:14:57")
         wait_until(lambda: has_frames(paths[3], fps), "a second of recording after 16:15")

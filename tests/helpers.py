@@ -242,34 +242,30 @@ class SteppableClock:
         os.replace(temporary, self.path)  # never a half-written file for the child to read
 
 
-class ClockBeforeASplit:
+class ClockBeforeASplit(SteppableClock):
     """A child's clock whose recording reaches a quarter hour (17:15) seconds after it began.
 
     A clock simply started a few seconds before 17:15 races the child's start-up: on
     a loaded machine importing and opening the camera can take longer than those
     seconds, and the first file is then named for 17:15 and lasts a quarter hour.
-    This clock starts at 17:14:00 (``utc_minute``, in UTC: give another ``TZ`` to the
-    child to split on that zone's local quarter hours) and is set to ``seconds_left``
-    before the split once the first recording in ``directory`` holds a frame. Both
-    times are in the same minute, so the first file's name does not change.
+    This clock starts at 17:14:00 (``utc_minute``, in UTC: give the child another
+    ``TZ`` to split on that zone's quarter hours) and ``wait_and_set`` sets it to
+    seconds before the split once ``first_file`` (the file named for that minute)
+    holds a frame. Both times are in the same minute: the file keeps its name.
     """
 
-    def __init__(self, workdir, directory, utc_minute: str = "2020-06-23 17:14"):
-        self.directory = str(directory)
+    def __init__(self, workdir, first_file, utc_minute: str = "2020-06-23 17:14"):
+        super().__init__(workdir, utc_minute + ":00")
+        self.first_file = str(first_file)
         self.minute = utc_minute
-        self._clock = SteppableClock(workdir, utc_minute + ":00")
-        self.env = self._clock.env
 
     def wait_and_set(self, seconds_left: int = 5, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
-        while not any(
-            name.endswith(".h264") and os.path.getsize(os.path.join(self.directory, name)) > 0
-            for name in os.listdir(self.directory)
-        ):
+        while not (os.path.exists(self.first_file) and os.path.getsize(self.first_file) > 0):
             if time.monotonic() > deadline:
-                raise AssertionError(f"no recording in {self.directory} after {timeout} s")
+                raise AssertionError(f"nothing recorded in {self.first_file} after {timeout} s")
             threading.Event().wait(0.1)
-        self._clock.set(f"{self.minute}:{60 - seconds_left:02d}")
+        self.set(f"{self.minute}:{60 - seconds_left:02d}")
 
 
 def stop(p: Pancake, clean_log: bool = False) -> str:

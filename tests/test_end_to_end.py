@@ -51,7 +51,7 @@ def test_recordings_flow_from_camera_to_mp4_and_telegram(tmp_path, pancake):
     ).start()
     # 17:14, and 17:14:54 once recording: a clock started a few seconds before 17:15
     # would race a slow start-up, and then no file would be named for 17:14
-    clock = ClockBeforeASplit(tmp_path, h264)
+    clock = ClockBeforeASplit(tmp_path, h264 / "20200623-1714.h264")
     try:
         cam = pancake(
             "--camera",

@@ -88,7 +88,9 @@ def test_continuous_splits_at_the_quarter_hour_and_loses_no_frame(
     zone, utc_minute = (
         ("Asia/Kolkata", "2020-06-23 11:44") if kolkata else ("UTC", "2020-06-23 17:14")
     )
-    clock = ClockBeforeASplit(tmp_path_factory.mktemp("clock"), tmp_path, utc_minute)
+    clock = ClockBeforeASplit(
+        tmp_path_factory.mktemp("clock"), tmp_path / "20200623-1714.h264", utc_minute
+    )
     p = start_pancake(
         procs,
         "--record-continuous",

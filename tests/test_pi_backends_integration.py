@@ -142,7 +142,7 @@ def test_continuous_recording_splits_at_the_quarter_hour(backend, run_pancake, r
     out_dir.mkdir()
     # 17:14 UTC, and 17:14:55 once recording: a clock started a few seconds before
     # 17:15 would race a slow start of the camera library
-    clock = ClockBeforeASplit(tmp_path, out_dir)
+    clock = ClockBeforeASplit(tmp_path, out_dir / "20200623-1714.h264")
     p, usage = run_pancake(
         backend,
         "--record-continuous",

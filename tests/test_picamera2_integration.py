@@ -171,6 +171,19 @@ def test_the_watchdog_stops_when_the_h264_encoder_freezes_alone(platform, tmp_pa
             p.stop(timeout=60)
 
 
+def test_a_sigterm_while_the_camera_starts_is_an_orderly_stop(launch, tmp_path):
+    """pancake.py listens before it opens the camera, and Picamera2 lets exposure
+    settle for 2 s: a SIGTERM then (systemctl stop or restart during a slow start, or
+    a test done as soon as the port answers) must still stop it in order, exit 0."""
+    out_dir = tmp_path / "h264"
+    out_dir.mkdir()
+    p = launch("--record-continuous", str(out_dir))  # returns once the port listens
+    p.proc.send_signal(signal.SIGTERM)
+    code, log = p.stop(timeout=60)
+    assert code == 0, log
+    assert "stopped" in log and "Traceback" not in log, log
+
+
 # the wall clock set while recording (the scenarios every camera runs: tests/clock_steps.py)
 
 

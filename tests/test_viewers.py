@@ -363,7 +363,7 @@ def test_health_reports_recordings_disks_and_the_emitter_backlog(pancake, tmp_pa
     h264 = tmp_path / "h264"
     h264.mkdir()
     name = f"rp-test-{uuid.uuid4().hex}"
-    clock = ClockBeforeASplit(tmp_path, h264)
+    clock = ClockBeforeASplit(tmp_path, h264 / "20200623-1714.h264")
     p = pancake(
         "--camera", "sim", "--record-continuous", str(h264), "--emit", name, env=clock.env
     )  # fmt: skip
