@@ -39,6 +39,7 @@ from tests.helpers import (
     stop,
     with_timestamp_files,
 )
+from tests.pts_helpers import recorded_seconds
 
 Launch = Callable[..., Pancake]
 
@@ -265,7 +266,8 @@ def step_before_an_edge_keeps_the_clip_whole(
     assert message["detection"] is True
     clip = message["h264"]
     frames = count_frames(clip)
-    assert 4 * fps <= frames <= 6 * fps, f"a {frames / fps:.2f} s clip"
+    # 4-6 s of capture time, not of frames: a loaded machine makes the camera drop some
+    assert 4 <= recorded_seconds(clip, fps) <= 6, f"{frames} frames"
     assert starts_with_keyframe(clip)
     # it starts before the step (named with the old time) and holds the edge's picture
     assert os.path.basename(clip).startswith("20200623-1720"), clip

@@ -8,6 +8,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from raspberry_pancake import timestamps
+
 #: How far an mp4 frame time may be from its .pts time: two ticks of the mp4's
 #: 90 kHz clock and ffprobe's printing (1 µs). The muxer rounds once to 90 kHz; on
 #: PyAV 10 (Debian 12) a packet is placed in a near time base and rescaled, which
@@ -78,3 +80,11 @@ def pts_lines(path) -> Tuple[List[str], List[float], List[Tuple[int, bool]]]:
         elif line:
             times.append(float(line))
     return comments, times, sizes
+
+
+def recorded_seconds(h264, fps: float) -> float:
+    """How long a recording lasts by the capture times in its .pts: first to last, plus
+    one frame. Its frame count is no measure of time: a camera kept late by a loaded
+    machine drops frames, as a real sensor does, and the time still passes."""
+    times = pts_lines(timestamps.pts_path(str(h264)))[1]
+    return (times[-1] - times[0]) / 1000 + 1 / fps

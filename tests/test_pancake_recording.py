@@ -28,6 +28,7 @@ from tests.helpers import (
     stop,
     with_timestamp_files,
 )
+from tests.pts_helpers import recorded_seconds
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
 
@@ -146,7 +147,9 @@ def test_shipped_motion_detector_records_the_sim_scene_moving(tmp_path, procs, r
     clips = [m for m in messages if "detection" in m]
     assert [m["detection"] for m in clips] == [True, False]
     for m in clips:
-        assert 4 * FPS <= count_frames(m["h264"]) <= 6 * FPS
+        # 4-6 s of capture time (a frame count would also count the frames a loaded
+        # machine made the camera drop)
+        assert 4 <= recorded_seconds(m["h264"], FPS) <= 6
         assert starts_with_keyframe(m["h264"])
     (continuous,) = [m["h264"] for m in messages if "detection" not in m]
     assert count_frames(continuous) == frames_received(log)
@@ -172,15 +175,15 @@ def test_edge_clips_around_a_scripted_detection(tmp_path, procs, receiver):
     assert [m["detection"] for m in messages] == [True, False]
     edges = [t for t, state in changes(changes_log)[1:]]  # the first entry is the initial False
     for m, edge in zip(messages, edges):
-        frames = count_frames(m["h264"])
-        assert 4 * FPS <= frames <= 6 * FPS, frames
+        # 4-6 s of capture time, not of frames: a loaded machine makes the camera drop some
+        assert 4 <= recorded_seconds(m["h264"], FPS) <= 6
         assert starts_with_keyframe(m["h264"])
         # named after its first frame, a keyframe 2-4 s before the edge (names have seconds)
         assert edge - 5 < clip_start(m["h264"]) <= edge - 2
 
 
 def test_all_mode_sequence_and_sigterm_closing_a_recording(tmp_path, procs, receiver):
-    customize, _ = scripted_customize(tmp_path, [(4.0, 8.0), (14.0, None)])
+    customize, changes_log = scripted_customize(tmp_path, [(4.0, 8.0), (14.0, None)])
     rx = receiver()
     p = start_pancake(
         procs,
@@ -213,9 +216,12 @@ def test_all_mode_sequence_and_sigterm_closing_a_recording(tmp_path, procs, rece
         assert starts_with_keyframe(m["h264"])
     assert count_frames(continuous["h264"]) == frames_received(log)
     # the clip and the recording that continues it hold each frame once, no gap:
-    # detection lasted 4 s, then 3 s of hold, so about 7 s plus the 2-4 s pre-roll
-    total = count_frames(clip1["h264"]) + count_frames(rest1["h264"])
-    assert 9 * FPS <= total <= 11.5 * FPS, total
+    # detection lasted 4 s, then 3 s of hold, so about 7 s plus the 2-4 s pre-roll.
+    # Measured in capture time from the .pts, and from when detect() answered: a
+    # loaded machine drops frames and calls detect() late, which moves the edges.
+    (came, _), (went, _) = changes(changes_log)[1:3]
+    total = recorded_seconds(clip1["h264"], FPS) + recorded_seconds(rest1["h264"], FPS)
+    assert (went - came) + 4.8 <= total <= (went - came) + 7.5, (total, went - came)
 
 
 def test_emitter_sends_what_waited_once_the_receiver_is_back(tmp_path, procs, receiver):

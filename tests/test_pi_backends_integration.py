@@ -55,6 +55,7 @@ from tests.pi_platforms import (
     PISP_NEEDS_NEWER_PYAV,
     child_env,
 )
+from tests.pts_helpers import recorded_seconds
 from tests.test_sdnotify import (
     abstract_receiver,  # noqa: F401 - a fixture
     wait_for_withheld_pings,
@@ -212,8 +213,8 @@ def test_edge_clips_around_a_scripted_detection(backend, run_pancake, receiver, 
     edges = [t for t, _ in changes(detect_log)[1:]]  # the first change: initial False
     assert len(edges) == 2
     for m, edge in zip(messages, edges):
-        frames = count_frames(m["h264"])
-        assert 4 * FPS <= frames <= 6 * FPS, frames
+        # 4-6 s of capture time, not of frames: a loaded machine makes a camera drop some
+        assert 4 <= recorded_seconds(m["h264"], FPS) <= 6
         assert starts_with_keyframe(m["h264"]) and frame_size(m["h264"]) == (320, 240)
         stamp = os.path.basename(m["h264"])[:15]
         start = calendar.timegm(time.strptime(stamp, "%Y%m%d-%H%M%S"))  # named in UTC
