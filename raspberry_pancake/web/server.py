@@ -9,9 +9,12 @@ recording lost clips to "Too many open files", and tornado logged EMFILE
   must arrive within ``BODY_TIMEOUT``. Headers and bodies are capped in size.
 - At most ``max_connections`` sockets are open at once, and never more than the
   file descriptor limit leaves after ``FD_RESERVE`` for recording, the camera,
-  the log and the emitter. At the cap, the connection that has waited longest
-  without sending a whole request is closed to let the newcomer in; when every
-  connection is busy (a request, a live view), the newcomer is closed instead.
+  the log and the emitter. At the cap, a connection that has not sent a whole
+  request is closed to let the newcomer in: the longest-waiting one of the
+  address that holds the most such connections, so that an attacker reopening
+  hundreds of them churns only its own, and a visitor on a slow link (whose
+  request is still on its way) keeps its place. When every connection is busy
+  (a request, a live view), the newcomer is closed instead.
 - If accepting fails for lack of descriptors all the same, accepting pauses for
   a second at a time; each of these is logged at most once a minute.
 """
@@ -97,7 +100,7 @@ class _HeadersWatch(tornado.httputil.HTTPMessageDelegate):
         self._stream = stream
 
     def headers_received(self, start_line, headers):
-        self._server._waiting.pop(self._stream, None)
+        self._server._busy(self._stream)
         return self._inner.headers_received(start_line, headers)
 
     def data_received(self, chunk):
@@ -133,9 +136,10 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
         settings.update(kwargs)
         super().initialize(request_callback, **settings)
         self._listeners: List[socket.socket] = []
-        self._open: Dict[tornado.iostream.IOStream, None] = {}
-        # connections waiting for a request's headers, the longest-waiting first
-        self._waiting: Dict[tornado.iostream.IOStream, None] = collections.OrderedDict()
+        self._open: Dict[tornado.iostream.IOStream, str] = {}  # each one's peer address
+        # connections waiting for a request's headers, by peer address, the
+        # longest-waiting first; an address with none left is removed
+        self._waiting: Dict[str, Dict[tornado.iostream.IOStream, None]] = {}
         self._at_cap = LogSummary(
             logger,
             f"{self.max_connections} web connections open: closing the longest-idle ones "
@@ -199,29 +203,44 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
 
     def _admit(self, connection: socket.socket, address) -> None:
         if len(self._open) >= self.max_connections:
-            if self._waiting:
-                oldest = next(iter(self._waiting))
-                self._at_cap.note()
-                oldest.close()  # forgets it
-            else:
-                self._at_cap.note()
+            self._at_cap.note()
+            if not self._waiting:
                 connection.close()
                 return
+            # one pass over the addresses: a handful, even under attack from a LAN
+            crowded = max(self._waiting.values(), key=len)
+            next(iter(crowded)).close()  # its longest-waiting one; close() forgets it
         stream = _TrackedStream(connection, self, max_buffer_size=MAX_BUFFER_SIZE)
-        self._open[stream] = None
-        self._waiting[stream] = None
+        peer = address[0] if isinstance(address, tuple) and address else str(address)
+        self._open[stream] = peer
+        self._wait(stream)
         self.handle_stream(stream, address)
 
+    def _wait(self, stream) -> None:
+        """``stream`` now waits for a request's headers: last in its address's line."""
+        peer = self._open[stream]
+        self._busy(stream)
+        self._waiting.setdefault(peer, collections.OrderedDict())[stream] = None
+
+    def _busy(self, stream) -> None:
+        """``stream`` has a request (or is gone): it is no longer one to close at the cap."""
+        peer = self._open.get(stream)
+        line = self._waiting.get(peer)
+        if line is None:
+            return
+        line.pop(stream, None)
+        if not line:
+            del self._waiting[peer]
+
     def _forget(self, stream) -> None:
+        self._busy(stream)
         self._open.pop(stream, None)
-        self._waiting.pop(stream, None)
 
     # which connections wait for a request
 
     def start_request(self, server_conn, request_conn):
         stream = getattr(server_conn, "stream", None)
         if stream in self._open:
-            self._waiting.pop(stream, None)
-            self._waiting[stream] = None  # the longest-waiting stay first
+            self._wait(stream)
         delegate = super().start_request(server_conn, request_conn)
         return _HeadersWatch(delegate, self, stream)

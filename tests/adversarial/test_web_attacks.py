@@ -113,7 +113,8 @@ def test_1100_idle_and_half_sent_connections_while_recording(tmp_path, pancake):
         try:
             while time.monotonic() - attack_start < 30:
                 began = time.monotonic()
-                r = request(p.port, "GET", "/", timeout=30)
+                # another machine than the attacker's, as a visitor is
+                r = request(p.port, "GET", "/", source="127.0.0.2", timeout=30)
                 visits.append((r.status, time.monotonic() - began))
                 time.sleep(2)
             messages = rx.wait_for(4, timeout=90)

@@ -87,6 +87,27 @@ class CapTestCase(tornado.testing.AsyncHTTPTestCase):
         assert await asyncio.get_running_loop().run_in_executor(None, first.recv, 1) == b""
 
     @tornado.testing.gen_test(timeout=30)
+    async def test_a_visitor_on_a_slow_link_keeps_its_place_while_an_attacker_churns(self):
+        """The visitor has connected but its request is still on its way; meanwhile
+        another address opens more idle connections than the cap holds."""
+        visitor = socket.create_connection(
+            ("127.0.0.1", self.get_http_port()), source_address=("127.0.0.2", 0)
+        )
+        no_time_wait(visitor)
+        self.idle = [visitor]
+        await self.settle(lambda: self.server.connections == 1)
+        self.open_idle(3 * CAP)  # from 127.0.0.1
+        await self.settle(lambda: self.server.connections == CAP)
+
+        def ask() -> bytes:
+            visitor.settimeout(10)
+            visitor.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            return visitor.recv(100)
+
+        answer = await asyncio.get_running_loop().run_in_executor(None, ask)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+
+    @tornado.testing.gen_test(timeout=30)
     async def test_when_every_connection_is_busy_the_newcomer_is_closed(self):
         url = self.get_url("/ws").replace("http", "ws")
         viewers = [await tornado.websocket.websocket_connect(url) for _ in range(CAP)]
