@@ -8,8 +8,6 @@ timeout and when the daemon stops.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import signal
 import subprocess
@@ -17,21 +15,14 @@ import threading
 from typing import Optional, Sequence
 
 from ..exc import StoppedError
+from . import libc
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _load_prctl():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_prctl = _load_prctl()
+_prctl = libc.function("prctl")
 
 
 def _die_with_parent():

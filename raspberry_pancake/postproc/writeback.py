@@ -15,10 +15,11 @@ Where the call is missing (not Linux, no C library), nothing is pushed.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 from typing import Optional
+
+from . import libc
 
 logger = logging.getLogger(__name__)
 
@@ -27,18 +28,9 @@ PUSH_BYTES = 8 << 20
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-def _load_sync_file_range():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        call = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    call.restype = ctypes.c_int
-    return call
-
-
-_sync_file_range = _load_sync_file_range()
+_sync_file_range = libc.function(
+    "sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+)
 
 
 class WritebackPusher:

@@ -21,7 +21,6 @@ recording lost clips to "Too many open files", and tornado logged EMFILE
 
 from __future__ import annotations
 
-import collections
 import errno
 import logging
 import os
@@ -220,7 +219,7 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
         """``stream`` now waits for a request's headers: last in its address's line."""
         peer = self._open[stream]
         self._busy(stream)
-        self._waiting.setdefault(peer, collections.OrderedDict())[stream] = None
+        self._waiting.setdefault(peer, {})[stream] = None  # a dict keeps insertion order
 
     def _busy(self, stream) -> None:
         """``stream`` has a request (or is gone): it is no longer one to close at the cap."""
