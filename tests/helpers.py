@@ -409,6 +409,23 @@ def ffprobe(path, *args: str, of: str = "csv=p=0") -> str:
     ).stdout.strip()
 
 
+def decode_errors(path) -> str:
+    """What ffprobe complains about while decoding every frame of ``path`` (empty: clean).
+
+    ffprobe, not ``ffmpeg -f null``: ffmpeg re-times the frames for its output at the
+    stream's guessed rate, and then calls two frames of a variable-rate mp4 that lie
+    closer than one nominal interval "non monotonically increasing": a complaint
+    about its own output, not about the file.
+    """
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+         "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    status = "" if result.returncode == 0 else f" (exit {result.returncode})"
+    return result.stderr.strip() + status
+
+
 def count_frames(path) -> int:
     """Frames ffprobe decodes from a video file (raw H.264 or mp4)."""
     return int(ffprobe(path, "-count_frames", "-show_entries", "stream=nb_read_frames"))

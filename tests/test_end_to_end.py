@@ -11,8 +11,8 @@ import time
 import pytest
 
 from raspberry_pancake import timestamps
-from tests.helpers import ClockBeforeASplit, count_frames
-from tests.postproc.pp_helpers import BotApi, Postproc, decode_errors, wait_until
+from tests.helpers import ClockBeforeASplit, count_frames, decode_errors
+from tests.postproc.pp_helpers import BotApi, Postproc, wait_until
 from tests.pts_helpers import TICK, mp4_timing, pts_lines
 
 FPS = 12

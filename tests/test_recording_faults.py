@@ -34,6 +34,7 @@ from tests.helpers import (
     Receiver,
     clock_away_from_a_quarter_hour,
     count_frames,
+    decode_errors,
     free_port,
     run_cli,
     scripted_customize,
@@ -172,18 +173,6 @@ def recordings(directory) -> list:
 
 def markers(directory) -> list:
     return sorted(n for n in os.listdir(directory) if n.endswith(".pending"))
-
-
-def decode_errors(path) -> str:
-    """What ffmpeg complains about while decoding every frame of ``path`` (empty: clean)."""
-    result = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    status = "" if result.returncode == 0 else f" (exit {result.returncode})"
-    return result.stderr.strip() + status
 
 
 def frames_in(path) -> int:

@@ -18,7 +18,7 @@ from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, List, Optional
 
-from tests.helpers import ROOT, ffprobe, free_port, wait_for_port
+from tests.helpers import ROOT, decode_errors, ffprobe, free_port, wait_for_port
 
 PI_FRAMES = 116
 
@@ -83,17 +83,6 @@ def probe(path: str) -> dict:
         "duration": float(stream["duration"]),
         "format": info["format"]["format_name"],
     }
-
-
-def decode_errors(path: str) -> str:
-    """What ffmpeg complains about while decoding every frame ('' when playable)."""
-    out = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-f", "null", "-"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return out.stderr.strip() + ("" if out.returncode == 0 else f" (exit {out.returncode})")
 
 
 def assert_mp4(path: str, frames: int, fps: float, size=None) -> None:
